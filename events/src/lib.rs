@@ -1,0 +1,23 @@
+//! What happens in dgm: the event types, the aggregates that guard them, the
+//! global event log (SQLite or PostgreSQL) and the content-addressed blobs.
+//!
+//! Everything that changes state appends events here; everything a user
+//! reads is folded from them (see the `dgm-projections` crate).
+
+pub mod agent;
+pub mod aggregates;
+pub mod blobs;
+pub mod event;
+pub mod metadata;
+mod migrate;
+pub mod patch;
+pub mod store;
+pub mod testing;
+pub mod upcast;
+
+pub use agent::{AgentManifest, Files};
+pub use aggregates::{AgentCommand, CommandError};
+pub use event::*;
+pub use metadata::Metadata;
+pub use migrate::SCHEMA_VERSION;
+pub use store::{Recorded, Store, StoreError, StoreUrl, StreamType};

@@ -1,0 +1,334 @@
+//! One conformance suite for the event log, run against SQLite and PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dgm_events::testing::{fresh_postgres_url, sqlite_url};
+use dgm_events::*;
+
+/// Opens a fresh store of each kind and runs `$body` with it.
+macro_rules! conformance {
+    ($($name:ident => $body:expr;)*) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = Store::open(&sqlite_url(dir.path())).await.unwrap();
+                    ($body)(Arc::new(store)).await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(url) = fresh_postgres_url(stringify!($name)).await else { return };
+                    let store = Store::open(&StoreUrl::Postgres(url)).await.unwrap();
+                    ($body)(Arc::new(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+fn manifest(name: &str) -> AgentManifest {
+    AgentManifest {
+        name: name.into(),
+        language: "python".into(),
+        description: String::new(),
+        run: vec!["python3".into(), "main.py".into()],
+        evolvable: vec!["*.py".into()],
+        protected: vec![],
+        suite: None,
+    }
+}
+
+fn files(text: &str) -> Files {
+    let mut f = Files::new();
+    f.insert("main.py".into(), text.as_bytes().to_vec());
+    f
+}
+
+async fn register(store: &Store, name: &str) -> String {
+    let tree = files("print(1)\n");
+    let hash = store.put_tree(&tree).await.unwrap();
+    let version = hash[..12].to_string();
+    store
+        .agent(
+            name,
+            AgentCommand::Register {
+                manifest: manifest(name),
+                seed: VersionCreated {
+                    agent: name.into(),
+                    version: version.clone(),
+                    parent: None,
+                    tree_hash: hash,
+                    patch: String::new(),
+                    origin: Origin::Seed,
+                    summary: "seed".into(),
+                },
+            },
+            &Metadata::new("test"),
+        )
+        .await
+        .unwrap();
+    version
+}
+
+fn trajectory_event(eval: &str, i: usize) -> Event {
+    TrajectoryRecorded {
+        evaluation_id: eval.into(),
+        trajectory: Trajectory {
+            agent: "a".into(),
+            version: "v".into(),
+            suite: "s".into(),
+            task: format!("t{i}"),
+            tags: vec![],
+            outcome: "success".into(),
+            score: Some(1.0),
+            error_category: None,
+            rationale: None,
+            log_excerpt: String::new(),
+            stdout_blob: None,
+            stderr_blob: None,
+            wall_ms: 1,
+            cpu_ms: 1,
+            peak_memory_bytes: None,
+            tokens: None,
+            cost_usd: None,
+        },
+    }
+    .into()
+}
+
+fn started(eval: &str) -> Event {
+    BenchmarkStarted {
+        evaluation_id: eval.into(),
+        agent: None,
+        version: None,
+        suite: "s".into(),
+        stage: 0,
+        split: "train".into(),
+        tasks: 1,
+    }
+    .into()
+}
+
+async fn assert_gapless(store: &Store) -> Vec<Recorded> {
+    let all = store.read_all(None).await.unwrap();
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.position, i as u64 + 1, "positions must be gapless");
+    }
+    assert_eq!(store.head().await.unwrap(), all.len() as u64);
+    all
+}
+
+conformance! {
+    concurrent_appenders_on_many_aggregates => |store: Arc<Store>| async move {
+        // 8 writers × 25 commits, each its own evaluation stream, while a
+        // reader tails by position.
+        let writers = 8;
+        let commits = 25;
+        let expected = writers * commits * 2;
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut after = 0;
+                while seen.len() < expected {
+                    let page = store.read(after, None, 1000).await.unwrap();
+                    for r in page {
+                        assert_eq!(r.position, after + 1, "tailing reader skipped an event");
+                        after = r.position;
+                        seen.push(r);
+                    }
+                    tokio::task::yield_now().await;
+                }
+                seen
+            })
+        };
+        let mut handles = Vec::new();
+        for w in 0..writers {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                for c in 0..commits {
+                    let id = format!("w{w}-c{c}");
+                    store
+                        .append(StreamType::Evaluation, &id, vec![started(&id), trajectory_event(&id, c)], &Metadata::new("test"))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for h in handles { h.await.unwrap(); }
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(60), reader).await.unwrap().unwrap();
+        let all = assert_gapless(&store).await;
+        assert_eq!(all.len(), expected);
+        assert_eq!(seen, all);
+        // each stream's two events are adjacent: a commit is atomic
+        for pair in all.chunks(2) {
+            assert_eq!(pair[0].aggregate_id, pair[1].aggregate_id);
+        }
+    };
+
+    concurrent_appenders_on_one_aggregate => |store: Arc<Store>| async move {
+        let seed = register(&store, "a").await;
+        let mut handles = Vec::new();
+        for w in 0..6 {
+            let store = store.clone();
+            let seed = seed.clone();
+            handles.push(tokio::spawn(async move {
+                for c in 0..5 {
+                    let tree = files(&format!("print({w}, {c})\n"));
+                    let hash = store.put_tree(&tree).await.unwrap();
+                    store.agent("a", AgentCommand::CreateVersion(VersionCreated {
+                        agent: "a".into(), version: hash[..12].to_string(), parent: Some(seed.clone()),
+                        tree_hash: hash, patch: String::new(), origin: Origin::Proposer, summary: String::new(),
+                    }), &Metadata::new("test")).await.unwrap();
+                }
+            }));
+        }
+        for h in handles { h.await.unwrap(); }
+        let all = assert_gapless(&store).await;
+        let created: Vec<_> = all.iter().filter(|r| matches!(r.event, Event::VersionCreated(_))).collect();
+        assert_eq!(created.len(), 31, "every version exactly once (30 + seed)");
+        let sequences: Vec<u64> = all.iter().map(|r| r.sequence).collect();
+        assert_eq!(sequences, (1..=all.len() as u64).collect::<Vec<_>>(), "per-aggregate sequence has no holes");
+    };
+
+    commands_are_validated => |store: Arc<Store>| async move {
+        let err = store.agent("ghost", AgentCommand::Admit { version: "x".into(), reason: String::new() }, &Metadata::new("t")).await.unwrap_err();
+        assert!(err.to_string().contains("ghost"), "{err}");
+        register(&store, "a").await;
+        let again = store.agent("a", AgentCommand::Register { manifest: manifest("a"), seed: VersionCreated {
+            agent: "a".into(), version: "x".into(), parent: None, tree_hash: "h".into(), patch: String::new(), origin: Origin::Seed, summary: String::new() } }, &Metadata::new("t")).await;
+        assert!(matches!(again, Err(StoreError::Command(CommandError::AlreadyRegistered(_)))));
+        let bad_parent = store.agent("a", AgentCommand::CreateVersion(VersionCreated {
+            agent: "a".into(), version: "y".into(), parent: Some("nope".into()), tree_hash: "h".into(), patch: String::new(), origin: Origin::Proposer, summary: String::new() }), &Metadata::new("t")).await;
+        assert!(matches!(bad_parent, Err(StoreError::Command(CommandError::UnknownVersion { .. }))));
+        // a closed stream takes no more events
+        store.append(StreamType::Run, "r1", vec![RunStarted { run_id: "r1".into(), agent: "a".into(), suite: "s".into(), config: serde_json::json!({}) }.into(),
+            RunCompleted { run_id: "r1".into(), summary: serde_json::json!({}) }.into()], &Metadata::new("t")).await.unwrap();
+        let late = store.append(StreamType::Run, "r1", vec![RunFailed { run_id: "r1".into(), error: "x".into() }.into()], &Metadata::new("t")).await;
+        assert!(late.is_err());
+    };
+
+    rollback_appends => |store: Arc<Store>| async move {
+        let seed = register(&store, "a").await;
+        let tree = files("print(2)\n");
+        let hash = store.put_tree(&tree).await.unwrap();
+        let child = hash[..12].to_string();
+        store.agent("a", AgentCommand::CreateVersion(VersionCreated { agent: "a".into(), version: child.clone(), parent: Some(seed.clone()),
+            tree_hash: hash, patch: String::new(), origin: Origin::Proposer, summary: String::new() }), &Metadata::new("t")).await.unwrap();
+        store.agent("a", AgentCommand::Activate { version: child.clone(), reason: "better".into() }, &Metadata::new("t")).await.unwrap();
+        let before = store.head().await.unwrap();
+        store.agent("a", AgentCommand::Rollback { to_version: seed.clone(), to_event: None, reason: "regressed".into() }, &Metadata::new("t")).await.unwrap();
+        let all = assert_gapless(&store).await;
+        assert_eq!(all.len() as u64, before + 1);
+        match &all.last().unwrap().event {
+            Event::RolledBack(r) => { assert_eq!(r.from.as_deref(), Some(child.as_str())); assert_eq!(r.to_version, seed); }
+            other => panic!("{other:?}"),
+        }
+    };
+
+    blobs_round_trip => |store: Arc<Store>| async move {
+        let mut tree = files("print(1)\n");
+        tree.insert("sub/data.bin".into(), vec![0, 159, 146, 150, 255]);
+        let hash = store.put_tree(&tree).await.unwrap();
+        assert_eq!(hash, dgm_events::blobs::tree_hash(&tree));
+        assert_eq!(store.put_tree(&tree).await.unwrap(), hash, "idempotent");
+        assert_eq!(store.get_tree(&hash).await.unwrap(), tree);
+        let big = vec![7u8; 3 * 1024 * 1024];
+        let h = store.put_blob(&big).await.unwrap();
+        assert_eq!(store.get_blob(&h).await.unwrap(), big);
+        assert!(matches!(store.get_blob("00").await, Err(StoreError::MissingBlob(_))));
+    };
+
+    metadata_is_kept => |store: Arc<Store>| async move {
+        let meta = Metadata::new("agent:a").with_run("run-1").with_attempt("att-2").caused_by("17");
+        store.append(StreamType::Run, "run-1", vec![RunStarted { run_id: "run-1".into(), agent: "a".into(), suite: "s".into(), config: serde_json::json!({"k": [1, 2]}) }.into()], &meta).await.unwrap();
+        let all = store.read_all(None).await.unwrap();
+        assert_eq!(all[0].metadata, meta);
+        let _ = BTreeMap::<String, f64>::new();
+    };
+}
+
+/// Unknown versions and corrupt payloads are clear errors, not panics.
+#[tokio::test]
+async fn unreadable_events_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let store = Store::open(&url).await.unwrap();
+    register(&store, "a").await;
+    let StoreUrl::Sqlite(path) = &url else {
+        unreachable!()
+    };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('agent','zz',1,'AgentRegistered','7','{}','{}')")
+        .execute(&pool).await.unwrap();
+    let err = store.read_all(None).await.unwrap_err().to_string();
+    assert!(
+        err.contains("position 5") && err.contains("upgrade dgm"),
+        "{err}"
+    );
+    sqlx::query("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('agent','zz',2,'VersionAdmitted','1','{not json','{}')")
+        .execute(&pool).await.unwrap();
+    let err = store.read(5, None, 10).await.unwrap_err().to_string();
+    assert!(
+        err.contains("position 6") && err.contains("not JSON"),
+        "{err}"
+    );
+    // history cannot be rewritten
+    assert!(
+        sqlx::query("DELETE FROM events")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("UPDATE events SET payload = '{}'")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    drop(Store::open(&url).await.unwrap());
+    let StoreUrl::Sqlite(path) = &url else {
+        unreachable!()
+    };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO dgm_schema (version) VALUES (99)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = Store::open(&url).await.err().unwrap().to_string();
+    assert!(err.contains("99") && err.contains("upgrade dgm"), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_one_line() {
+    let err = Store::open(&StoreUrl::Postgres(
+        "postgres://u:secret@127.0.0.1:1/db".into(),
+    ))
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.starts_with("cannot open postgres://u:***@127.0.0.1:1/db"),
+        "{err}"
+    );
+    assert!(!err.contains("secret") && !err.contains('\n'), "{err}");
+}
