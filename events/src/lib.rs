@@ -14,6 +14,7 @@ pub mod patch;
 pub mod store;
 pub mod testing;
 pub mod upcast;
+pub mod views;
 
 pub use agent::{AgentManifest, Files};
 pub use aggregates::{AgentCommand, CommandError};

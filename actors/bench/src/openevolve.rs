@@ -77,7 +77,7 @@ try:
     mod = importlib.util.module_from_spec(spec); sys.modules["evaluator"] = mod
     spec.loader.exec_module(mod)
     fn = getattr(mod, task.get("function", "evaluate"), None) or getattr(mod, "evaluate")
-    res = fn(task["program"])
+    res = fn(os.path.join(os.environ["DGM_AGENT_DIR"], task["program"]))
     arts = None
     if hasattr(res, "metrics"):
         arts = getattr(res, "artifacts", None); res = res.metrics
@@ -179,13 +179,12 @@ pub(crate) fn load(
     if let Some(m) = raw.memory_mb {
         limits.memory_bytes = m.max(1) * 1024 * 1024;
     }
-    let program_path = format!("/dgm/agent/{program}");
     let task = |id: &str, function: &str| Task {
         id: id.into(),
         tags: vec![id.into()],
         split: Split::Train,
         input: TaskInput::Inline(
-            serde_json::json!({"function": function, "program": program_path})
+            serde_json::json!({"function": function, "program": program})
                 .to_string()
                 .into_bytes(),
         ),
@@ -224,6 +223,7 @@ pub(crate) fn load(
         format!("{SUITE_MOUNT}/{evaluator}"),
     )];
     env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
+    env.push(("DGM_AGENT_DIR".into(), crate::runner::AGENT_MOUNT.into()));
     Ok(Suite {
         name: dir
             .file_name()

@@ -943,7 +943,7 @@ fn unit_test_command(fw: TestFramework, args: &[String]) -> Vec<String> {
         ),
         TestFramework::Cargo => format!(
             "S=\"$PWD\"; cp -r /dgm/agent \"$S/crate\" && cd \"$S/crate\" && \
-             CARGO_TARGET_DIR=\"$S/target\" CARGO_HOME=\"${{CARGO_HOME:-$S/cargo-home}}\" cargo test --offline -q {} -- --test-threads=1 2>&1",
+             CARGO_TARGET_DIR=\"$S/target\" CARGO_HOME=\"${{CARGO_HOME:-$S/cargo-home}}\" cargo test --offline {} -- --test-threads=1 2>&1",
             quoted.join(" ")
         ),
     };

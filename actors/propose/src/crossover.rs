@@ -201,6 +201,30 @@ fn statements<'t>(sites: &Sites<'t>) -> Vec<tree_sitter::Node<'t>> {
     sites.blocks.iter().flatten().copied().collect()
 }
 
+/// What makes two statements counterparts: their kind, and for assignments
+/// and calls what they assign or call (`score = ...` matches `score = ...`).
+fn statement_shape(statement: tree_sitter::Node<'_>, source: &str) -> String {
+    let mut shape = statement.kind().to_string();
+    if statement.kind() == "expression_statement"
+        && let Some(inner) = statement.named_child(0)
+    {
+        {
+            shape.push(':');
+            shape.push_str(inner.kind());
+            let head = match inner.kind() {
+                "assignment" | "augmented_assignment" => inner.child_by_field_name("left"),
+                "call" => inner.child_by_field_name("function"),
+                _ => None,
+            };
+            if let Some(head) = head {
+                shape.push(':');
+                shape.push_str(python::text(head, source));
+            }
+        }
+    }
+    shape
+}
+
 fn crossover_statement(
     file: &EvolvableFile,
     donor_source: &str,
@@ -217,7 +241,7 @@ fn crossover_statement(
     let same_kind: Vec<_> = statements(&donor_sites)
         .into_iter()
         .filter(|candidate| {
-            candidate.kind() == target.kind()
+            statement_shape(*candidate, donor_source) == statement_shape(target, &file.source)
                 && python::text(*candidate, donor_source) != target_text
         })
         .collect();

@@ -101,10 +101,10 @@ impl Vocabulary {
 
     /// A leaf: mostly a variable, sometimes a constant.
     pub fn leaf(&self, rng: &mut impl Rng) -> Expr {
-        if rng.gen_bool(0.75) {
-            if let Some(variable) = self.variable(rng) {
-                return variable;
-            }
+        if rng.gen_bool(0.75)
+            && let Some(variable) = self.variable(rng)
+        {
+            return variable;
         }
         self.constant_expr(rng)
     }
@@ -217,10 +217,9 @@ pub fn negate(expr: &Expr) -> Expr {
         .text
         .strip_prefix("-(")
         .and_then(|rest| rest.strip_suffix(')'))
+        && balanced(inner)
     {
-        if balanced(inner) {
-            return Expr::compound(inner.to_string());
-        }
+        return Expr::compound(inner.to_string());
     }
     Expr::compound(format!("-{}", expr.wrapped()))
 }

@@ -183,15 +183,15 @@ impl MutateProposer {
             ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(request.seed);
-        if let Some(donor) = &request.donor {
-            if rng.gen_bool(self.config.crossover_probability.clamp(0.0, 1.0)) {
-                let policy = request.policy();
-                for _ in 0..self.config.max_tries {
-                    if let Some(proposal) =
-                        crossover::recombine(&request.parent, donor, &files, &policy, &mut rng)
-                    {
-                        return Ok(proposal);
-                    }
+        if let Some(donor) = &request.donor
+            && rng.gen_bool(self.config.crossover_probability.clamp(0.0, 1.0))
+        {
+            let policy = request.policy();
+            for _ in 0..self.config.max_tries {
+                if let Some(proposal) =
+                    crossover::recombine(&request.parent, donor, &files, &policy, &mut rng)
+                {
+                    return Ok(proposal);
                 }
             }
         }
@@ -352,8 +352,10 @@ impl<'t> Sites<'t> {
             if !inside {
                 return;
             }
-            if !node.is_named() {
-                if let Some(parent) = node.parent() {
+            if !node.is_named()
+                && let Some(parent) = node.parent()
+            {
+                {
                     let operator_role = matches!(
                         parent.kind(),
                         "binary_operator"
@@ -518,8 +520,8 @@ fn shorten(text: &str) -> String {
 // Operators
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operator {
-    Operator,
+enum MutationOperator {
+    OperatorSwap,
     Constant,
     SubexprGrammar,
     SubexprProgram,
@@ -544,44 +546,52 @@ pub(crate) fn propose_edit(
     let has_pairs = sites.blocks.iter().any(|block| block.len() >= 2);
     let options = [
         (
-            Operator::Operator,
+            MutationOperator::OperatorSwap,
             weights.operator,
             !sites.operators.is_empty(),
         ),
         (
-            Operator::Constant,
+            MutationOperator::Constant,
             weights.constant,
             !sites.numbers.is_empty(),
         ),
         (
-            Operator::SubexprGrammar,
+            MutationOperator::SubexprGrammar,
             weights.subexpr_grammar,
             !sites.expressions.is_empty(),
         ),
         (
-            Operator::SubexprProgram,
+            MutationOperator::SubexprProgram,
             weights.subexpr_program,
             sites.all_expressions.len() >= 2,
         ),
-        (Operator::Grow, weights.grow, !sites.expressions.is_empty()),
         (
-            Operator::Shrink,
+            MutationOperator::Grow,
+            weights.grow,
+            !sites.expressions.is_empty(),
+        ),
+        (
+            MutationOperator::Shrink,
             weights.shrink,
             !sites.expressions.is_empty(),
         ),
         (
-            Operator::StatementDelete,
+            MutationOperator::StatementDelete,
             weights.statement_delete,
             has_pairs,
         ),
         (
-            Operator::StatementDuplicate,
+            MutationOperator::StatementDuplicate,
             weights.statement_duplicate,
             has_statements,
         ),
-        (Operator::StatementSwap, weights.statement_swap, has_pairs),
+        (
+            MutationOperator::StatementSwap,
+            weights.statement_swap,
+            has_pairs,
+        ),
     ];
-    let available: Vec<(Operator, f64)> = options
+    let available: Vec<(MutationOperator, f64)> = options
         .iter()
         .filter(|(_, weight, possible)| *possible && *weight > 0.0 && weight.is_finite())
         .map(|(operator, weight, _)| (*operator, *weight))
@@ -591,22 +601,24 @@ pub(crate) fn propose_edit(
 }
 
 fn apply_operator(
-    operator: Operator,
+    operator: MutationOperator,
     path: &str,
     source: &str,
     sites: &Sites<'_>,
     rng: &mut impl Rng,
 ) -> Option<Edit> {
     match operator {
-        Operator::Operator => mutate_operator(path, source, sites, rng),
-        Operator::Constant => mutate_constant(path, source, sites, rng),
-        Operator::SubexprGrammar => replace_with_grammar(path, source, sites, rng),
-        Operator::SubexprProgram => replace_with_program_expression(path, source, sites, rng),
-        Operator::Grow => grow_expression(path, source, sites, rng),
-        Operator::Shrink => shrink_expression(path, source, sites, rng),
-        Operator::StatementDelete => delete_statement(path, source, sites, rng),
-        Operator::StatementDuplicate => duplicate_statement(path, source, sites, rng),
-        Operator::StatementSwap => swap_statements(path, source, sites, rng),
+        MutationOperator::OperatorSwap => mutate_operator(path, source, sites, rng),
+        MutationOperator::Constant => mutate_constant(path, source, sites, rng),
+        MutationOperator::SubexprGrammar => replace_with_grammar(path, source, sites, rng),
+        MutationOperator::SubexprProgram => {
+            replace_with_program_expression(path, source, sites, rng)
+        }
+        MutationOperator::Grow => grow_expression(path, source, sites, rng),
+        MutationOperator::Shrink => shrink_expression(path, source, sites, rng),
+        MutationOperator::StatementDelete => delete_statement(path, source, sites, rng),
+        MutationOperator::StatementDuplicate => duplicate_statement(path, source, sites, rng),
+        MutationOperator::StatementSwap => swap_statements(path, source, sites, rng),
     }
 }
 

@@ -22,7 +22,11 @@ def priority(item: float, bins: list[float]) -> list[float]:
 
 const PLAIN: &str = "def f(x: float, ys: list[float]) -> float:\n    total = 0.0\n    for y in ys:\n        if y < 2.5 and x > 1:\n            total += y * x - 3\n        count = 1\n    return total\n";
 
-fn first_edit(source: &str, operator: Operator) -> Edit {
+fn whole(source: &str) -> Vec<Range<usize>> {
+    std::iter::once(0..source.len()).collect()
+}
+
+fn first_edit(source: &str, operator: MutationOperator) -> Edit {
     let tree = python::parse(source).expect("parse");
     let regions = python::editable_regions(source).expect("regions");
     let sites = Sites::collect(tree.root_node(), source, &regions);
@@ -49,7 +53,7 @@ fn request(files: &[(&str, &str)], seed: u64) -> ProposalRequest {
 
 #[test]
 fn operator_mutation_swaps_within_the_family() {
-    let edit = first_edit(PLAIN, Operator::Operator);
+    let edit = first_edit(PLAIN, MutationOperator::OperatorSwap);
     assert_eq!(edit.kind, "mutate:operator");
     let old = &PLAIN[edit.range.clone()];
     let family = operator_family(old).expect("family");
@@ -61,7 +65,7 @@ fn operator_mutation_swaps_within_the_family() {
     assert_ne!(old, edit.replacement);
     let mut seen = std::collections::BTreeSet::new();
     let tree = python::parse(PLAIN).unwrap();
-    let sites = Sites::collect(tree.root_node(), PLAIN, &[0..PLAIN.len()]);
+    let sites = Sites::collect(tree.root_node(), PLAIN, &whole(PLAIN));
     for seed in 0..300 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         if let Some(edit) = mutate_operator("m.py", PLAIN, &sites, &mut rng) {
@@ -78,7 +82,7 @@ fn operator_mutation_swaps_within_the_family() {
 
 #[test]
 fn constant_mutation_changes_one_number() {
-    let edit = first_edit(PLAIN, Operator::Constant);
+    let edit = first_edit(PLAIN, MutationOperator::Constant);
     assert_eq!(edit.kind, "mutate:constant");
     assert!(PLAIN[edit.range.clone()].parse::<f64>().is_ok());
     let new_value: f64 = edit
@@ -96,7 +100,7 @@ fn constant_mutation_changes_one_number() {
     let power = "def f(x: float) -> float:\n    return x ** 2\n";
     for seed in 0..50 {
         let tree = python::parse(power).unwrap();
-        let sites = Sites::collect(tree.root_node(), power, &[0..power.len()]);
+        let sites = Sites::collect(tree.root_node(), power, &whole(power));
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         if let Some(edit) = mutate_constant("m.py", power, &sites, &mut rng) {
             assert!(
@@ -112,21 +116,21 @@ fn constant_mutation_changes_one_number() {
 fn statement_operators_delete_duplicate_and_swap() {
     let source =
         "def f(x: float) -> float:\n    a = x + 1\n    b = x * 2\n    c = a - b\n    return c\n";
-    let delete = first_edit(source, Operator::StatementDelete);
+    let delete = first_edit(source, MutationOperator::StatementDelete);
     let child = delete.apply(source);
     assert_eq!(child.lines().count(), source.lines().count() - 1);
     assert!(
         child.contains("return c"),
         "return statements are never deleted"
     );
-    let duplicate = first_edit(source, Operator::StatementDuplicate);
+    let duplicate = first_edit(source, MutationOperator::StatementDuplicate);
     let child = duplicate.apply(source);
     assert_eq!(child.lines().count(), source.lines().count() + 1);
     let copied = source
         .lines()
         .find(|line| child.matches(&format!("{line}\n")).count() == 2);
     assert!(copied.is_some(), "{child}");
-    let swap = first_edit(source, Operator::StatementSwap);
+    let swap = first_edit(source, MutationOperator::StatementSwap);
     let child = swap.apply(source);
     let mut sorted_parent: Vec<&str> = source.lines().collect();
     let mut sorted_child: Vec<&str> = child.lines().collect();
@@ -171,20 +175,20 @@ fn grammar_replacement_uses_only_variables_in_scope() {
 
 #[test]
 fn program_reuse_grow_and_shrink() {
-    let reuse = first_edit(PLAIN, Operator::SubexprProgram);
+    let reuse = first_edit(PLAIN, MutationOperator::SubexprProgram);
     assert_eq!(reuse.kind, "mutate:subexpr-program");
     let reused = reuse
         .replacement
         .trim_start_matches('(')
         .trim_end_matches(')');
     assert!(PLAIN.contains(reused), "`{reused}` is not from the program");
-    let grow = first_edit(PLAIN, Operator::Grow);
+    let grow = first_edit(PLAIN, MutationOperator::Grow);
     assert!(
         grow.replacement.contains(&PLAIN[grow.range.clone()]),
         "{grow:?}"
     );
     assert!(grow.replacement.len() > grow.range.len());
-    let shrink = first_edit(PLAIN, Operator::Shrink);
+    let shrink = first_edit(PLAIN, MutationOperator::Shrink);
     let old = &PLAIN[shrink.range.clone()];
     assert!(
         old.contains(shrink.replacement.trim_matches(['(', ')'])),
@@ -316,7 +320,7 @@ fn crossover_takes_code_from_the_donor() {
 fn crossover_of_whole_functions() {
     let parent = "def helper(x: float) -> float:\n    return x\n\n\ndef g(y: float) -> float:\n    return helper(y)\n";
     let donor = "def helper(x: float) -> float:\n    z = x * 2\n    return z + 1\n\n\ndef g(y: float) -> float:\n    return helper(y)\n";
-    let files = vec![EvolvableFile {
+    let files = [EvolvableFile {
         path: "h.py".into(),
         source: parent.into(),
         editable_bytes: parent.len(),

@@ -230,10 +230,10 @@ fn parse_patch(patch: &str) -> Result<Vec<FilePatch>, PatchError> {
                     .get(index)
                     .is_some_and(|next| next.trim_end_matches(['\n', '\r']) == NO_NEWLINE)
                 {
-                    if let Some((_, last)) = hunk.lines.last_mut() {
-                        if let Some(stripped) = last.strip_suffix('\n') {
-                            *last = stripped.to_string();
-                        }
+                    if let Some((_, last)) = hunk.lines.last_mut()
+                        && let Some(stripped) = last.strip_suffix('\n')
+                    {
+                        *last = stripped.to_string();
                     }
                     index += 1;
                 }

@@ -87,7 +87,7 @@ fn first_error(node: Node<'_>) -> Option<Node<'_>> {
 pub fn editable_regions(source: &str) -> Result<Vec<Range<usize>>, SourceError> {
     let segments = split_by_markers(source)?;
     if segments.markers == 0 {
-        return Ok(vec![0..source.len()]);
+        return Ok(std::iter::once(0..source.len()).collect());
     }
     Ok(segments.editable)
 }
@@ -857,7 +857,10 @@ mod tests {
         let regions = editable_regions(source).unwrap();
         assert_eq!(regions.len(), 1);
         assert_eq!(&source[regions[0].clone()], "b = 2\n");
-        assert_eq!(editable_regions("x = 1\n").unwrap(), vec![0..6]);
+        assert_eq!(
+            editable_regions("x = 1\n").unwrap(),
+            std::iter::once(0..6).collect::<Vec<_>>()
+        );
         assert!(editable_regions("# EVOLVE-BLOCK-START\nx = 1\n").is_err());
         assert!(editable_regions("# EVOLVE-BLOCK-END\n").is_err());
         assert!(frozen_parts_equal(

@@ -1,0 +1,59 @@
+//! One module per command family; `run` dispatches.
+
+pub mod agents;
+pub mod history;
+pub mod projections;
+pub mod sandbox;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+/// Runs the command; returns the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let store = cli.store.as_deref();
+    match cli.command {
+        Command::Init(flag) => {
+            let ctx = Context::open(store, flag.json).await?;
+            let head = ctx.store.head().await?;
+            let url = ctx.store.url().redacted();
+            if ctx.json {
+                crate::output::json(&serde_json::json!({
+                    "store": url, "schema_version": dgm_events::SCHEMA_VERSION, "head": head }))?;
+            } else {
+                println!("store ready: {url} (schema v{}, {head} events)", dgm_events::SCHEMA_VERSION);
+            }
+            Ok(0)
+        }
+        Command::Agent(crate::cli::AgentCommand::Add { dir, json }) => {
+            let ctx = Context::open(store, json.json).await?;
+            agents::add(&ctx, &dir).await
+        }
+        Command::Agents(flag) => agents::list(&Context::open(store, flag.json).await?).await,
+        Command::Archive { agent, as_of, json } => {
+            agents::archive(&Context::open(store, json.json).await?, &agent, as_of).await
+        }
+        Command::History { agent, from, to, json } => {
+            history::show(&Context::open(store, json.json).await?, agent.as_deref(), from, to).await
+        }
+        Command::Rollback { agent, to_version, to_event, reason, json } => {
+            let ctx = Context::open(store, json.json).await?;
+            agents::rollback(&ctx, &agent, to_version.as_deref(), to_event, &reason).await
+        }
+        Command::Checkout { agent, version, out } => {
+            agents::checkout(&Context::open(store, false).await?, &agent, &version, &out).await
+        }
+        Command::Projections(crate::cli::ProjectionsCommand::Rebuild { check, json }) => {
+            projections::rebuild(&Context::open(store, json.json).await?, check).await
+        }
+        Command::Sandbox(cmd) => {
+            sandbox::run(cmd, std::sync::Arc::new(dgm_sandbox::supervisor::NoopListener)).await
+        }
+    }
+}
