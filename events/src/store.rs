@@ -227,6 +227,15 @@ impl Store {
             StoreUrl::Postgres(raw) => {
                 let options =
                     PgConnectOptions::from_str(raw).map_err(|e| unreachable(e.to_string()))?;
+                // One direct connection first: the pool would only say "timed out".
+                let probe = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    sqlx::ConnectOptions::connect(&options),
+                )
+                .await
+                .map_err(|_| unreachable("no answer within 10 s".into()))?
+                .map_err(|e| unreachable(e.to_string()))?;
+                drop(probe);
                 let pool = PgPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(5))

@@ -68,7 +68,13 @@ pub fn parse_scorer_output(stdout: &[u8], pass_threshold: f64) -> CheckOutcome {
         .map(str::trim)
         .find(|l| l.starts_with('{'))
         .map(str::to_string)
-        .or_else(|| text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(str::to_string))
+        .or_else(|| {
+            text.lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     if candidate.is_empty() {
         return CheckOutcome::fail(

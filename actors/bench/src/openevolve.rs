@@ -1,6 +1,6 @@
 //! OpenEvolve / ShinkaEvolve compatibility: a directory with `evaluator.py`
-//! (defining `evaluate(program_path) -> dict`, optionally `evaluate_stage1`,
-//! `evaluate_stage2` for cascades) and a program with EVOLVE-BLOCK markers
+//! (defining `evaluate(program_path) -> dict`, optionally `evaluate_stage1`
+//! for a two-stage cascade) and a program with EVOLVE-BLOCK markers
 //! runs unchanged.
 //!
 //! Trust decision: an OpenEvolve evaluator imports and runs the candidate

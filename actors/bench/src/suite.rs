@@ -758,7 +758,7 @@ fn parse_stages(file: &Path, raw: &[RawStage]) -> Result<Vec<Stage>, SuiteError>
                 "must be at least 1",
             ));
         }
-        let gate = (s.min_score.is_some() || s.min_pass_rate.is_some()).then(|| Gate {
+        let gate = (s.min_score.is_some() || s.min_pass_rate.is_some()).then_some(Gate {
             min_score: s.min_score,
             min_pass_rate: s.min_pass_rate,
         });

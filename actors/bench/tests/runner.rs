@@ -65,9 +65,17 @@ fn agent_dir() -> tempfile::TempDir {
 async fn run(suite: &std::path::Path, parallelism: usize) -> dgm_bench::StageReport {
     let suite = load_suite(suite).unwrap();
     let a = agent_dir();
-    run_stage(&suite, &Stage::all(), Split::Train, &agent(a.path(), &["python3", "agent.py"]), &DirectExecutor, &opts(parallelism), &quiet)
-        .await
-        .unwrap()
+    run_stage(
+        &suite,
+        &Stage::all(),
+        Split::Train,
+        &agent(a.path(), &["python3", "agent.py"]),
+        &DirectExecutor,
+        &opts(parallelism),
+        &quiet,
+    )
+    .await
+    .unwrap()
 }
 
 fn task(id: &str, input: &str, expected: &str) -> String {
@@ -79,9 +87,17 @@ async fn garbage_nan_and_out_of_range_scores_are_failures_with_reasons() {
     let cases = [
         ("garbage", "'this is not json'", "garbage"),
         ("nan", "'{\"score\": NaN}'", "non-finite"),
-        ("inf", "'{\"score\": Infinity, \"passed\": true}'", "non-finite"),
+        (
+            "inf",
+            "'{\"score\": Infinity, \"passed\": true}'",
+            "non-finite",
+        ),
         ("big", "'{\"score\": 1.5}'", "outside 0..1"),
-        ("negative", "'{\"score\": -0.1, \"passed\": true}'", "outside 0..1"),
+        (
+            "negative",
+            "'{\"score\": -0.1, \"passed\": true}'",
+            "outside 0..1",
+        ),
         ("string", "'{\"score\": \"0.9\"}'", "must be a number"),
         ("strnan", "'{\"score\": \"nan\"}'", "must be a number"),
         ("array", "'[0.5]'", "not an object"),
@@ -101,14 +117,27 @@ async fn garbage_nan_and_out_of_range_scores_are_failures_with_reasons() {
     for (id, _, why) in &cases {
         let t = r.trajectories.iter().find(|t| t.task_id == *id).unwrap();
         assert_eq!(t.outcome, Outcome::Failure, "{id}");
-        assert_eq!(t.error_category, Some(ErrorCategory::InvalidScore), "{id}: {:?}", t.rationale);
+        assert_eq!(
+            t.error_category,
+            Some(ErrorCategory::InvalidScore),
+            "{id}: {:?}",
+            t.rationale
+        );
         assert_eq!(t.score, 0.0, "{id}");
         let reason = t.rationale.as_deref().unwrap();
         assert!(reason.contains(why), "{id}: {reason}");
     }
-    let crash = r.trajectories.iter().find(|t| t.task_id == "crash").unwrap();
+    let crash = r
+        .trajectories
+        .iter()
+        .find(|t| t.task_id == "crash")
+        .unwrap();
     assert_eq!(crash.error_category, Some(ErrorCategory::ScorerError));
-    assert!(crash.rationale.as_deref().unwrap().contains("exit"), "{:?}", crash.rationale);
+    assert!(
+        crash.rationale.as_deref().unwrap().contains("exit"),
+        "{:?}",
+        crash.rationale
+    );
     let hang = r.trajectories.iter().find(|t| t.task_id == "hang").unwrap();
     assert_eq!(hang.error_category, Some(ErrorCategory::ScorerError));
     assert!(hang.rationale.as_deref().unwrap().contains("timed out"));
@@ -137,12 +166,30 @@ async fn hanging_agent_is_killed_and_recorded_as_timeout() {
 #[tokio::test]
 async fn crashes_syntax_errors_wrong_answers_labels_and_tokens() {
     let mut tasks = String::new();
-    tasks += &task("ok", "{ say = \"yes\", tokens = 120 }", "{ answer = \"yes\", label = true }");
-    tasks += &task("wrong", "{ say = \"yes\", tokens = 30 }", "{ answer = \"no\", label = false }");
-    tasks += &task("miss", "{ say = \"no\" }", "{ answer = \"yes\", label = true }");
+    tasks += &task(
+        "ok",
+        "{ say = \"yes\", tokens = 120 }",
+        "{ answer = \"yes\", label = true }",
+    );
+    tasks += &task(
+        "wrong",
+        "{ say = \"yes\", tokens = 30 }",
+        "{ answer = \"no\", label = false }",
+    );
+    tasks += &task(
+        "miss",
+        "{ say = \"no\" }",
+        "{ answer = \"yes\", label = true }",
+    );
     tasks += &task("crash", "{ exit = 2 }", "{ answer = \"x\" }");
-    tasks = tasks.replace("answer = \"yes\", label = true }", "answer = \"yes\", label = true }\nlabel = true");
-    tasks = tasks.replace("answer = \"no\", label = false }", "answer = \"no\", label = false }\nlabel = false");
+    tasks = tasks.replace(
+        "answer = \"yes\", label = true }",
+        "answer = \"yes\", label = true }\nlabel = true",
+    );
+    tasks = tasks.replace(
+        "answer = \"no\", label = false }",
+        "answer = \"no\", label = false }\nlabel = false",
+    );
     let d = suite_dir(&tasks);
     let r = run(d.path(), 3).await;
     let by = |id: &str| r.trajectories.iter().find(|t| t.task_id == id).unwrap();
@@ -151,7 +198,13 @@ async fn crashes_syntax_errors_wrong_answers_labels_and_tokens() {
     assert_eq!(by("ok").metrics["latency_ms"], 7.0);
     assert_eq!(by("wrong").error_category, Some(ErrorCategory::WrongAnswer));
     assert_eq!(by("wrong").score, 0.25);
-    assert!(by("wrong").rationale.as_deref().unwrap().contains("expected 'no'"));
+    assert!(
+        by("wrong")
+            .rationale
+            .as_deref()
+            .unwrap()
+            .contains("expected 'no'")
+    );
     assert_eq!(by("crash").error_category, Some(ErrorCategory::Crash));
     assert!(by("crash").rationale.as_deref().unwrap().contains("code 2"));
     assert_eq!(r.perf.tokens, Some(150));
@@ -162,16 +215,30 @@ async fn crashes_syntax_errors_wrong_answers_labels_and_tokens() {
     assert_eq!(r.tag_success_rates["t"], 0.25);
     assert!((r.score - (1.0 + 0.25 + 0.25) / 4.0).abs() < 1e-12);
     let table = dgm_bench::render_table(&r);
-    assert!(table.contains("t_success_rate") && table.contains("precision") && table.contains("crash"));
+    assert!(
+        table.contains("t_success_rate") && table.contains("precision") && table.contains("crash")
+    );
 
     // A Python syntax error in the agent.
     let bad = tempfile::tempdir().unwrap();
     write(bad.path(), "agent.py", "def broken(:\n");
     let suite = load_suite(d.path()).unwrap();
-    let r = run_stage(&suite, &Stage::all(), Split::Train, &agent(bad.path(), &["python3", "agent.py"]), &DirectExecutor, &opts(2), &quiet)
-        .await
-        .unwrap();
-    assert!(r.trajectories.iter().all(|t| t.error_category == Some(ErrorCategory::SyntaxError)));
+    let r = run_stage(
+        &suite,
+        &Stage::all(),
+        Split::Train,
+        &agent(bad.path(), &["python3", "agent.py"]),
+        &DirectExecutor,
+        &opts(2),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.trajectories
+            .iter()
+            .all(|t| t.error_category == Some(ErrorCategory::SyntaxError))
+    );
     assert!(r.trajectories[0].log_excerpt.contains("SyntaxError"));
 }
 
@@ -180,7 +247,11 @@ async fn parallel_and_serial_give_identical_metrics() {
     let mut tasks = String::new();
     for i in 0..8 {
         let say = if i % 3 == 0 { "no" } else { "yes" };
-        tasks += &task(&format!("t{i}"), &format!("{{ say = \"{say}\" }}"), "{ answer = \"yes\" }");
+        tasks += &task(
+            &format!("t{i}"),
+            &format!("{{ say = \"{say}\" }}"),
+            "{ answer = \"yes\" }",
+        );
         tasks += &format!("tags = [\"t\", \"g{}\"]\n", i % 2);
         tasks = tasks.replacen("tags = [\"t\"]\n", "", 1);
     }
@@ -206,26 +277,47 @@ fn load_err(toml: &str) -> String {
 #[test]
 fn malformed_suites_give_one_line_errors_naming_file_and_field() {
     let head = "[suite]\nname = \"x\"\n[scorer]\ncommand = [\"true\"]\n";
-    let e = load_err(&format!("{head}[[tasks]]\nid = \"a\"\nsplit = \"training\"\n"));
-    assert!(e.contains("tasks[0].split") && e.contains("training"), "{e}");
-    let e = load_err(&format!("{head}[[tasks]]\nid = \"a\"\ninput_file = \"nope.json\"\n"));
-    assert!(e.contains("tasks[0].input_file") && e.contains("does not exist"), "{e}");
+    let e = load_err(&format!(
+        "{head}[[tasks]]\nid = \"a\"\nsplit = \"training\"\n"
+    ));
+    assert!(
+        e.contains("tasks[0].split") && e.contains("training"),
+        "{e}"
+    );
+    let e = load_err(&format!(
+        "{head}[[tasks]]\nid = \"a\"\ninput_file = \"nope.json\"\n"
+    ));
+    assert!(
+        e.contains("tasks[0].input_file") && e.contains("does not exist"),
+        "{e}"
+    );
     let e = load_err(&format!("{head}[[tasks]]\nid = \"a\"\nbogus = 1\n"));
     assert!(e.contains("bogus"), "{e}");
     let e = load_err(&format!("{head}[[tasks]]\ntags = []\n"));
     assert!(e.contains("missing field `id`"), "{e}");
     let e = load_err("[suite]\nname = \"x\"\n[[tasks]]\nid = \"a\"\n");
     assert!(e.contains("scorer.command"), "{e}");
-    let e = load_err(&format!("{head}[[tasks]]\nid = \"a\"\n[[tasks]]\nid = \"a\"\n"));
+    let e = load_err(&format!(
+        "{head}[[tasks]]\nid = \"a\"\n[[tasks]]\nid = \"a\"\n"
+    ));
     assert!(e.contains("duplicate task id"), "{e}");
-    let e = load_err(&format!("{head}[[stages]]\nname = \"s\"\nmin_score = 2\n[[tasks]]\nid = \"a\"\n"));
+    let e = load_err(&format!(
+        "{head}[[stages]]\nname = \"s\"\nmin_score = 2\n[[tasks]]\nid = \"a\"\n"
+    ));
     assert!(e.contains("stages[0].min_score"), "{e}");
     let e = load_err("[suite]\nname = \"x\"\nkind = \"quiz\"\n");
     assert!(e.contains("suite.kind"), "{e}");
-    let e = load_err(&format!("{head}[limits]\ntimeout_secs = -1\n[[tasks]]\nid = \"a\"\n"));
+    let e = load_err(&format!(
+        "{head}[limits]\ntimeout_secs = -1\n[[tasks]]\nid = \"a\"\n"
+    ));
     assert!(e.contains("limits.timeout_secs"), "{e}");
     let e = load_err("[suite\nname = 1");
     assert!(e.contains("line 1"), "{e}");
     let empty = tempfile::tempdir().unwrap();
-    assert!(load_suite(empty.path()).unwrap_err().to_string().contains("not a suite"));
+    assert!(
+        load_suite(empty.path())
+            .unwrap_err()
+            .to_string()
+            .contains("not a suite")
+    );
 }
