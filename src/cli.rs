@@ -96,6 +96,65 @@ pub enum Command {
     /// Run untrusted code in the sandbox
     #[command(subcommand)]
     Sandbox(crate::commands::sandbox::SandboxCommand),
+    /// Score a directory or a stored version on a suite
+    Bench(crate::commands::bench::BenchArgs),
+    /// Evolve agents: select, diagnose, propose, validate, evaluate, decide, remember
+    Evolve(crate::commands::evolve::EvolveArgs),
+    /// Continue an interrupted or killed run from its events
+    Resume {
+        run: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List evolution runs
+    Runs(JsonFlag),
+    /// Inspect one run
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// The ReasoningBank and the replay buffer
+    #[command(subcommand)]
+    Memory(MemoryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// A run's attempts, decisions and summary
+    Show {
+        run: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Strategies with their uses, wins and win rates
+    Strategies {
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Trajectories in the replay buffer (newest last)
+    Trajectories {
+        /// success or failure
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+        /// timeout, crash, wrong_answer, syntax_error, out_of_memory, invalid_score, …
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        /// Show at most this many (the newest)
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod context;
 mod output;
+mod sandbox_events;
 
 use clap::Parser;
 

@@ -19,6 +19,7 @@ An invalid packing scores 0 with passed false, category wrong_answer (or
 invalid_output when the answer is not the expected JSON).
 """
 
+import bisect
 import json
 import math
 import os
@@ -30,29 +31,43 @@ def l1_bound(capacity, items):
 
 
 def first_fit(capacity, items):
-    remaining = []
+    """First Fit in O(n log n): a max segment tree over the bins' remaining room."""
+    size = 1
+    while size < len(items):
+        size *= 2
+    tree = [0] * (2 * size)  # leaves: remaining room of bin i (0 = not opened)
+    opened = 0
     for item in items:
-        for i, r in enumerate(remaining):
-            if r >= item:
-                remaining[i] -= item
-                break
+        if tree[1] >= item:
+            node = 1
+            while node < size:  # descend to the leftmost leaf with room
+                node = 2 * node if tree[2 * node] >= item else 2 * node + 1
         else:
-            remaining.append(capacity - item)
-    return len(remaining)
+            node = size + opened
+            opened += 1
+            tree[node] = capacity
+        tree[node] -= item
+        node //= 2
+        while node:
+            tree[node] = max(tree[2 * node], tree[2 * node + 1])
+            node //= 2
+    return opened
 
 
 def best_fit(capacity, items):
-    remaining = []
+    """Best Fit: the bin with the least room that fits (ties: lowest index)."""
+    rooms = []  # sorted (remaining room, bin index)
+    opened = 0
     for item in items:
-        best = None
-        for i, r in enumerate(remaining):
-            if r >= item and (best is None or r < remaining[best]):
-                best = i
-        if best is None:
-            remaining.append(capacity - item)
+        k = bisect.bisect_left(rooms, (item, -1))
+        if k == len(rooms):
+            room, idx = capacity, opened
+            opened += 1
         else:
-            remaining[best] -= item
-    return len(remaining)
+            room, idx = rooms.pop(k)
+        if room - item > 0:
+            bisect.insort(rooms, (room - item, idx))
+    return opened
 
 
 def excess(bins, l1):

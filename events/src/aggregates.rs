@@ -36,6 +36,7 @@ pub enum CommandError {
 pub enum AgentCommand {
     Register {
         manifest: AgentManifest,
+        source: Option<String>,
         seed: VersionCreated,
     },
     CreateVersion(VersionCreated),
@@ -128,7 +129,11 @@ impl Aggregate for Agent {
     ) -> Result<(), CommandError> {
         let mut out: Vec<Event> = Vec::new();
         match command {
-            AgentCommand::Register { manifest, seed } => {
+            AgentCommand::Register {
+                manifest,
+                source,
+                seed,
+            } => {
                 if let Some(name) = &self.name {
                     return Err(CommandError::AlreadyRegistered(name.clone()));
                 }
@@ -141,6 +146,7 @@ impl Aggregate for Agent {
                     AgentRegistered {
                         agent: agent.clone(),
                         manifest,
+                        source,
                     }
                     .into(),
                 );
@@ -346,7 +352,8 @@ macro_rules! stream_kind {
 
 stream_kind!(
     /// One evolution run.
-    RunKind, "run", open: [RunStarted], close: [RunCompleted, RunFailed], also: []);
+    RunKind, "run", open: [RunStarted], close: [RunCompleted, RunFailed],
+    also: [RunInterrupted, AttemptStarted, DiagnosisMade, AttemptFinished]);
 stream_kind!(
     /// One ReasoningBank strategy; pruning ends it.
     StrategyKind, "strategy", open: [StrategyStored], close: [StrategyPruned], also: [StrategyOutcomeRecorded]);

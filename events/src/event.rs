@@ -92,6 +92,9 @@ events! {
     AgentRegistered @ "2" {
         agent: String,
         manifest: AgentManifest,
+        /// The directory it was registered from (resolves a relative `suite`).
+        #[serde(default)]
+        source: Option<String>,
     }
     /// A new immutable version of an agent's code.
     VersionCreated @ "1" {
@@ -144,6 +147,43 @@ events! {
         config: serde_json::Value,
     }
     RunCompleted @ "1" { run_id: String, summary: serde_json::Value }
+    /// A run stopped early (Ctrl-C, a time limit); `dgm resume` continues it.
+    RunInterrupted @ "1" { run_id: String, reason: String }
+    /// One step of a run began: a parent was drawn (with the draw's weights).
+    AttemptStarted @ "1" {
+        run_id: String,
+        attempt_id: String,
+        generation: u32,
+        index: u32,
+        parent: String,
+        /// A second archive version, for crossover.
+        donor: Option<String>,
+        selection: String,
+        weights: Vec<(String, f64)>,
+        seed: u64,
+    }
+    /// What the parent gets wrong, from the replay buffer and the ReasoningBank.
+    DiagnosisMade @ "1" {
+        run_id: String,
+        attempt_id: String,
+        parent: String,
+        summary: String,
+        categories: BTreeMap<String, u64>,
+        rationales: Vec<String>,
+        /// Strategies (ids) handed to the proposer.
+        strategies: Vec<String>,
+    }
+    /// How an attempt ended, and why.
+    AttemptFinished @ "1" {
+        run_id: String,
+        attempt_id: String,
+        /// promoted, admitted, rejected, invalid, duplicate
+        outcome: String,
+        child: Option<String>,
+        score: Option<f64>,
+        reason: String,
+        proposal_kind: Option<String>,
+    }
     RunFailed @ "1" { run_id: String, error: String }
     /// A version began to be scored on one stage of a suite.
     BenchmarkStarted @ "1" {

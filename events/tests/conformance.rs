@@ -61,6 +61,7 @@ async fn register(store: &Store, name: &str) -> String {
             name,
             AgentCommand::Register {
                 manifest: manifest(name),
+                source: None,
                 seed: VersionCreated {
                     agent: name.into(),
                     version: version.clone(),
@@ -203,7 +204,7 @@ conformance! {
         let err = store.agent("ghost", AgentCommand::Admit { version: "x".into(), reason: String::new() }, &Metadata::new("t")).await.unwrap_err();
         assert!(err.to_string().contains("ghost"), "{err}");
         register(&store, "a").await;
-        let again = store.agent("a", AgentCommand::Register { manifest: manifest("a"), seed: VersionCreated {
+        let again = store.agent("a", AgentCommand::Register { manifest: manifest("a"), source: None, seed: VersionCreated {
             agent: "a".into(), version: "x".into(), parent: None, tree_hash: "h".into(), patch: String::new(), origin: Origin::Seed, summary: String::new() } }, &Metadata::new("t")).await;
         assert!(matches!(again, Err(StoreError::Command(CommandError::AlreadyRegistered(_)))));
         let bad_parent = store.agent("a", AgentCommand::CreateVersion(VersionCreated {

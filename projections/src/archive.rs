@@ -15,6 +15,8 @@ pub struct Archive;
 pub struct AgentArchive {
     pub agent: String,
     pub manifest: AgentManifest,
+    /// The directory it was registered from.
+    pub source: Option<String>,
     pub registered_at: u64,
     pub active: Option<String>,
     pub versions: BTreeMap<String, VersionRow>,
@@ -30,6 +32,7 @@ pub struct VersionRow {
     pub summary: String,
     pub created_at: u64,
     pub run_id: Option<String>,
+    pub attempt_id: Option<String>,
     /// `None` while undecided.
     pub admitted: Option<bool>,
     pub decision_reason: Option<String>,
@@ -92,6 +95,7 @@ impl Projection for Archive {
                     AgentArchive {
                         agent: e.agent.clone(),
                         manifest: e.manifest.clone(),
+                        source: e.source.clone(),
                         registered_at: r.position,
                         active: None,
                         versions: BTreeMap::new(),
@@ -114,6 +118,7 @@ impl Projection for Archive {
                         summary: e.summary.clone(),
                         created_at: r.position,
                         run_id: r.metadata.run_id.clone(),
+                        attempt_id: r.metadata.attempt_id.clone(),
                         admitted: None,
                         decision_reason: None,
                         active: false,

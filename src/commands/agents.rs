@@ -36,6 +36,7 @@ pub async fn add(ctx: &Context, dir: &Path) -> anyhow::Result<i32> {
             &name,
             AgentCommand::Register {
                 manifest,
+                source: std::fs::canonicalize(dir).ok().map(|d| d.display().to_string()),
                 seed: VersionCreated {
                     agent: name.clone(),
                     version: version.clone(),

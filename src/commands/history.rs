@@ -64,6 +64,19 @@ pub fn describe(event: &Event) -> String {
         Event::RunStarted(e) => format!("run {} of {} on {}", e.run_id, e.agent, e.suite),
         Event::RunCompleted(e) => format!("run {}", e.run_id),
         Event::RunFailed(e) => format!("run {}: {}", e.run_id, e.error),
+        Event::RunInterrupted(e) => format!("run {}: {}", e.run_id, e.reason),
+        Event::AttemptStarted(e) => format!(
+            "{} gen {} #{} parent {} ({})",
+            e.attempt_id, e.generation, e.index, e.parent, e.selection
+        ),
+        Event::DiagnosisMade(e) => format!("{}: {}", e.attempt_id, e.summary),
+        Event::AttemptFinished(e) => format!(
+            "{} {} {}: {}",
+            e.attempt_id,
+            e.outcome,
+            e.child.as_deref().unwrap_or("-"),
+            e.reason
+        ),
         Event::TrajectoryRecorded(e) => format!(
             "{} {} task {}: {}{}",
             e.trajectory.agent,

@@ -1,7 +1,10 @@
 //! One module per command family; `run` dispatches.
 
 pub mod agents;
+pub mod bench;
+pub mod evolve;
 pub mod history;
+pub mod memory;
 pub mod projections;
 pub mod sandbox;
 
@@ -10,10 +13,15 @@ use crate::context::Context;
 
 /// Runs the command; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(dispatch(cli))
+    // actix's System owns the runtime (a multi-threaded tokio one), so actors
+    // and plain async code share it. Never nest it inside another runtime.
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
+    });
+    system.block_on(dispatch(cli))
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -51,6 +59,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Projections(crate::cli::ProjectionsCommand::Rebuild { check, json }) => {
             projections::rebuild(&Context::open(store, json.json).await?, check).await
+        }
+        Command::Bench(args) => bench::bench(Context::open(store, args.json).await?, args).await,
+        Command::Evolve(args) => evolve::evolve(Context::open(store, args.json).await?, args).await,
+        Command::Resume { run, json } => evolve::resume(Context::open(store, json.json).await?, &run, json.json).await,
+        Command::Runs(flag) => evolve::runs(&Context::open(store, flag.json).await?).await,
+        Command::Run(crate::cli::RunCommand::Show { run, json }) => {
+            evolve::show(&Context::open(store, json.json).await?, &run).await
+        }
+        Command::Memory(crate::cli::MemoryCommand::Strategies { agent, json }) => {
+            memory::strategies(&Context::open(store, json.json).await?, agent.as_deref()).await
+        }
+        Command::Memory(crate::cli::MemoryCommand::Trajectories { outcome, agent, version, category, tag, limit, json }) => {
+            let filter = dgm_projections::TrajectoryFilter { agent, version, outcome, error_category: category, tag };
+            memory::trajectories(&Context::open(store, json.json).await?, filter, limit).await
         }
         Command::Sandbox(cmd) => {
             sandbox::run(cmd, std::sync::Arc::new(dgm_sandbox::supervisor::NoopListener)).await

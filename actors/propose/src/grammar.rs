@@ -157,6 +157,33 @@ impl Vocabulary {
         }
     }
 
+    /// A window indicator `(lo < x < hi)` (a bool, so `c * (...)` adds `c`
+    /// inside the window): the shape of "avoid leaving a gap of this size".
+    pub fn window(&self, rng: &mut impl Rng) -> String {
+        let subject = match (self.variable(rng), self.variable(rng)) {
+            (Some(first), Some(second)) if first != second => binary(&first, "-", &second),
+            (Some(first), _) => first,
+            _ => self.constant_expr(rng),
+        };
+        let mut low = self.constant(rng);
+        let mut high = self.constant(rng);
+        if rng.gen_bool(0.3) {
+            low = 0.0;
+        }
+        if low > high {
+            std::mem::swap(&mut low, &mut high);
+        }
+        if low == high {
+            high = low + 1.0 + low.abs();
+        }
+        format!(
+            "({} < {} < {})",
+            format_number(low, false),
+            subject.text,
+            format_number(high, false)
+        )
+    }
+
     /// A threshold test: a variable (or a difference of two) compared with a constant.
     pub fn condition(&self, rng: &mut impl Rng) -> String {
         let subject = match (self.variable(rng), self.variable(rng)) {
@@ -335,6 +362,13 @@ mod tests {
         assert!(
             seen.iter()
                 .any(|text| text.contains(" if ") && text.contains(" else "))
+        );
+        let windows: Vec<String> = (0..200).map(|_| vocabulary.window(&mut rng)).collect();
+        assert!(
+            windows
+                .iter()
+                .any(|window| window.contains(" < b - item < ")),
+            "{windows:?}"
         );
         assert!(
             !seen

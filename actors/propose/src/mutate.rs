@@ -877,10 +877,24 @@ fn grow_expression(
                 atomic: true,
             }
         }
-        80..85 => Expr {
+        80..83 => Expr {
             text: format!("abs({})", current.text),
             atomic: true,
         },
+        83..93 => {
+            // A bonus or penalty inside a window of some quantity (e.g. the gap left in a bin).
+            let amount = grammar::number_expr(vocabulary.constant(rng), false);
+            let operator = if rng.gen_bool(0.7) { "-" } else { "+" };
+            Expr {
+                text: format!(
+                    "{} {operator} {} * {}",
+                    current.wrapped(),
+                    amount.wrapped(),
+                    vocabulary.window(rng)
+                ),
+                atomic: false,
+            }
+        }
         _ => {
             let condition = vocabulary.condition(rng);
             if rng.gen_bool(0.5) {

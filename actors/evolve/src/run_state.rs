@@ -1,0 +1,131 @@
+//! What a run has already done, folded from its events. Resuming a run is
+//! reading this and doing only what is missing: every step of an attempt is
+//! recorded before the next begins, and every step checks here first, so
+//! after a kill nothing is lost and nothing is run twice.
+
+use std::collections::BTreeMap;
+
+use dgm_events::*;
+
+/// One recorded evaluation (one stage on one split).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalRecord {
+    pub version: String,
+    pub stage: u32,
+    pub split: String,
+    pub score: Option<f64>,
+    pub metrics: BTreeMap<String, f64>,
+    pub passed_gate: bool,
+    /// Error category → count over the evaluation's trajectories.
+    pub failures: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AttemptState {
+    pub started: Option<AttemptStarted>,
+    pub diagnosis: Option<DiagnosisMade>,
+    /// The child version this attempt created, with its proposal's summary.
+    pub child: Option<VersionCreated>,
+    /// evaluation id → record.
+    pub evals: BTreeMap<String, EvalRecord>,
+    pub admitted: bool,
+    pub rejected: bool,
+    pub activated: bool,
+    pub strategy_stored: bool,
+    pub strategy_outcomes: Vec<String>,
+    pub strategy_pruned: Vec<String>,
+    pub finished: Option<AttemptFinished>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunState {
+    pub started: Option<RunStarted>,
+    pub ended: bool,
+    /// attempt id → state, plus the run's own baseline evaluations under `baseline`.
+    pub attempts: BTreeMap<String, AttemptState>,
+    pub interruptions: u32,
+}
+
+impl RunState {
+    /// Folds every event recorded under `run_id`.
+    pub async fn load(store: &Store, run_id: &str) -> Result<Self, StoreError> {
+        let mut state = RunState::default();
+        let mut pending_starts: BTreeMap<String, BenchmarkStarted> = BTreeMap::new();
+        let mut pending_failures: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for r in store.read_all(None).await? {
+            if r.metadata.run_id.as_deref() != Some(run_id) {
+                continue;
+            }
+            let attempt_key = r.metadata.attempt_id.clone().unwrap_or_else(|| "baseline".into());
+            let attempt = state.attempts.entry(attempt_key).or_default();
+            match r.event {
+                Event::RunStarted(e) => state.started = Some(e),
+                Event::RunCompleted(_) | Event::RunFailed(_) => state.ended = true,
+                Event::RunInterrupted(_) => state.interruptions += 1,
+                Event::AttemptStarted(e) => attempt.started = Some(e),
+                Event::DiagnosisMade(e) => attempt.diagnosis = Some(e),
+                Event::VersionCreated(e) => attempt.child = Some(e),
+                Event::VersionAdmitted(_) => attempt.admitted = true,
+                Event::VersionRejected(_) => attempt.rejected = true,
+                Event::ActiveVersionChanged(_) => attempt.activated = true,
+                Event::StrategyStored(_) => attempt.strategy_stored = true,
+                Event::StrategyOutcomeRecorded(e) => attempt.strategy_outcomes.push(e.strategy_id),
+                Event::StrategyPruned(e) => attempt.strategy_pruned.push(e.strategy_id),
+                Event::AttemptFinished(e) => attempt.finished = Some(e),
+                Event::BenchmarkStarted(e) => {
+                    pending_starts.insert(e.evaluation_id.clone(), e);
+                }
+                Event::TrajectoryRecorded(e) => {
+                    if let Some(category) = e.trajectory.error_category {
+                        *pending_failures
+                            .entry(e.evaluation_id)
+                            .or_default()
+                            .entry(category)
+                            .or_default() += 1;
+                    }
+                }
+                Event::BenchmarkCompleted(e) => {
+                    if let Some(start) = pending_starts.remove(&e.evaluation_id) {
+                        attempt.evals.insert(
+                            e.evaluation_id.clone(),
+                            EvalRecord {
+                                version: start.version.unwrap_or_default(),
+                                stage: start.stage,
+                                split: start.split,
+                                score: e.score,
+                                metrics: e.metrics,
+                                passed_gate: e.passed_gate,
+                                failures: pending_failures.remove(&e.evaluation_id).unwrap_or_default(),
+                            },
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(state)
+    }
+
+    /// Attempts of `generation`, in index order.
+    pub fn generation(&self, generation: u32) -> Vec<(&String, &AttemptState)> {
+        let mut list: Vec<_> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.started.as_ref().is_some_and(|s| s.generation == generation))
+            .collect();
+        list.sort_by_key(|(_, a)| a.started.as_ref().map(|s| s.index));
+        list
+    }
+
+    /// The last generation that has started, if any.
+    pub fn last_generation(&self) -> Option<u32> {
+        self.attempts
+            .values()
+            .filter_map(|a| a.started.as_ref().map(|s| s.generation))
+            .max()
+    }
+
+    pub fn finished_attempts(&self) -> impl Iterator<Item = &AttemptFinished> {
+        self.attempts.values().filter_map(|a| a.finished.as_ref())
+    }
+}
