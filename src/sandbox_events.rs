@@ -29,7 +29,10 @@ impl EventListener {
                 }
             }
         });
-        Arc::new(Self { tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) })
+        Arc::new(Self {
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
     /// Waits for every execution seen so far to be written.
@@ -42,10 +45,10 @@ impl EventListener {
     }
 
     fn send(&self, record: Record) {
-        if let Ok(guard) = self.tx.lock() {
-            if let Some(tx) = guard.as_ref() {
-                let _ = tx.send(record);
-            }
+        if let Ok(guard) = self.tx.lock()
+            && let Some(tx) = guard.as_ref()
+        {
+            let _ = tx.send(record);
         }
     }
 }
@@ -54,20 +57,42 @@ async fn write(store: &Store, meta: &Metadata, record: Record) -> Result<(), Sto
     match record {
         Record::Started(id, job) => {
             let limits = serde_json::to_value(&job.limits).unwrap_or_default();
-            let event = SandboxExecutionStarted { execution_id: id.clone(), command: job.command, limits };
-            store.append(StreamType::SandboxExecution, &id, vec![event.into()], &meta.now()).await
+            let event = SandboxExecutionStarted {
+                execution_id: id.clone(),
+                command: job.command,
+                limits,
+            };
+            store
+                .append(
+                    StreamType::SandboxExecution,
+                    &id,
+                    vec![event.into()],
+                    &meta.now(),
+                )
+                .await
         }
         Record::Finished(id, result) => {
             let event = match *result {
                 Ok(r) => SandboxExecutionFinished {
                     execution_id: id.clone(),
-                    status: serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    status: serde_json::to_value(r.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
                     exit_code: r.exit_code,
                     wall_ms: r.wall.as_millis() as u64,
                     cpu_ms: r.cpu.as_millis() as u64,
                     peak_memory_bytes: r.peak_memory_bytes,
-                    stdout_blob: if r.stdout.is_empty() { None } else { Some(store.put_blob(&r.stdout).await?) },
-                    stderr_blob: if r.stderr.is_empty() { None } else { Some(store.put_blob(&r.stderr).await?) },
+                    stdout_blob: if r.stdout.is_empty() {
+                        None
+                    } else {
+                        Some(store.put_blob(&r.stdout).await?)
+                    },
+                    stderr_blob: if r.stderr.is_empty() {
+                        None
+                    } else {
+                        Some(store.put_blob(&r.stderr).await?)
+                    },
                     error: None,
                 },
                 Err(e) => SandboxExecutionFinished {
@@ -82,7 +107,14 @@ async fn write(store: &Store, meta: &Metadata, record: Record) -> Result<(), Sto
                     error: Some(e.to_string()),
                 },
             };
-            store.append(StreamType::SandboxExecution, &id, vec![event.into()], &meta.now()).await
+            store
+                .append(
+                    StreamType::SandboxExecution,
+                    &id,
+                    vec![event.into()],
+                    &meta.now(),
+                )
+                .await
         }
     }
 }

@@ -54,7 +54,13 @@ impl Store {
     /// Applies `change` and moves the checkpoint from `from` to `to`, in one
     /// transaction. Returns false (and changes nothing) when another process
     /// moved the checkpoint first; the caller reloads and folds again.
-    pub async fn save_view(&self, view: &str, from: u64, to: u64, change: &ViewChange) -> Result<bool, StoreError> {
+    pub async fn save_view(
+        &self,
+        view: &str,
+        from: u64,
+        to: u64,
+        change: &ViewChange,
+    ) -> Result<bool, StoreError> {
         match &self.db {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -62,8 +68,15 @@ impl Store {
                     sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES (?, ?) ON CONFLICT (view) DO UPDATE SET position = excluded.position WHERE view_checkpoints.position = 0")
                         .bind(view).bind(to as i64).execute(&mut *tx).await?.rows_affected()
                 } else {
-                    sqlx::query("UPDATE view_checkpoints SET position = ? WHERE view = ? AND position = ?")
-                        .bind(to as i64).bind(view).bind(from as i64).execute(&mut *tx).await?.rows_affected()
+                    sqlx::query(
+                        "UPDATE view_checkpoints SET position = ? WHERE view = ? AND position = ?",
+                    )
+                    .bind(to as i64)
+                    .bind(view)
+                    .bind(from as i64)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
                 };
                 if moved != 1 {
                     tx.rollback().await?;
@@ -71,7 +84,10 @@ impl Store {
                 }
                 for key in &change.deletes {
                     sqlx::query("DELETE FROM view_rows WHERE view = ? AND key = ?")
-                        .bind(view).bind(key).execute(&mut *tx).await?;
+                        .bind(view)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 for (key, value) in &change.upserts {
                     sqlx::query("INSERT INTO view_rows (view, key, value) VALUES (?, ?, ?) ON CONFLICT (view, key) DO UPDATE SET value = excluded.value")
@@ -94,7 +110,10 @@ impl Store {
                 }
                 for key in &change.deletes {
                     sqlx::query("DELETE FROM view_rows WHERE view = $1 AND key = $2")
-                        .bind(view).bind(key).execute(&mut *tx).await?;
+                        .bind(view)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 for (key, value) in &change.upserts {
                     sqlx::query("INSERT INTO view_rows (view, key, value) VALUES ($1, $2, $3) ON CONFLICT (view, key) DO UPDATE SET value = excluded.value")
@@ -111,14 +130,26 @@ impl Store {
         match &self.db {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM view_rows WHERE view = ?").bind(view).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM view_checkpoints WHERE view = ?").bind(view).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM view_rows WHERE view = ?")
+                    .bind(view)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM view_checkpoints WHERE view = ?")
+                    .bind(view)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM view_rows WHERE view = $1").bind(view).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM view_checkpoints WHERE view = $1").bind(view).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM view_rows WHERE view = $1")
+                    .bind(view)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM view_checkpoints WHERE view = $1")
+                    .bind(view)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
             }
         }

@@ -103,7 +103,9 @@ impl Projection for Archive {
                 );
             }
             Event::VersionCreated(e) => {
-                let Some(agent) = rows.get_mut(&e.agent) else { return };
+                let Some(agent) = rows.get_mut(&e.agent) else {
+                    return;
+                };
                 if let Some(parent) = e.parent.as_ref().and_then(|p| agent.versions.get_mut(p)) {
                     parent.children += 1;
                 }
@@ -156,7 +158,11 @@ impl Projection for Archive {
     }
 }
 
-fn version<'a>(rows: &'a mut BTreeMap<String, AgentArchive>, agent: &str, version: &str) -> Option<&'a mut VersionRow> {
+fn version<'a>(
+    rows: &'a mut BTreeMap<String, AgentArchive>,
+    agent: &str,
+    version: &str,
+) -> Option<&'a mut VersionRow> {
     rows.get_mut(agent)?.versions.get_mut(version)
 }
 

@@ -44,7 +44,12 @@ fn encode<P: Projection>(rows: &Rows<P>) -> BTreeMap<String, String> {
 }
 
 /// Folds events `after < position <= up_to` into `rows`; returns the last position seen.
-async fn fold<P: Projection>(store: &Store, rows: &mut Rows<P>, mut after: u64, up_to: Option<u64>) -> Result<u64, StoreError> {
+async fn fold<P: Projection>(
+    store: &Store,
+    rows: &mut Rows<P>,
+    mut after: u64,
+    up_to: Option<u64>,
+) -> Result<u64, StoreError> {
     loop {
         let page = store.read(after, up_to, PAGE).await?;
         let Some(last) = page.last().map(|r| r.position) else {
@@ -79,7 +84,10 @@ pub async fn catch_up<P: Projection>(store: &Store) -> Result<Rows<P>, Projectio
             .filter(|k| !encoded.contains_key(*k))
             .cloned()
             .collect();
-        if store.save_view(P::NAME, stored.checkpoint, to, &change).await? {
+        if store
+            .save_view(P::NAME, stored.checkpoint, to, &change)
+            .await?
+        {
             return Ok(rows);
         }
         // Another process advanced the view first: fold again from its rows.
@@ -87,7 +95,10 @@ pub async fn catch_up<P: Projection>(store: &Store) -> Result<Rows<P>, Projectio
 }
 
 /// The view as it was right after event `position` (replayed in memory).
-pub async fn as_of<P: Projection>(store: &Store, position: u64) -> Result<Rows<P>, ProjectionError> {
+pub async fn as_of<P: Projection>(
+    store: &Store,
+    position: u64,
+) -> Result<Rows<P>, ProjectionError> {
     let mut rows = Rows::<P>::new();
     fold::<P>(store, &mut rows, 0, Some(position)).await?;
     Ok(rows)
@@ -110,7 +121,10 @@ pub async fn check<P: Projection>(store: &Store) -> Result<Vec<String>, Projecti
     let mut diffs = Vec::new();
     for (key, value) in &rebuilt {
         match live.rows.get(key) {
-            None => diffs.push(format!("{}: row `{key}` missing from the live view", P::NAME)),
+            None => diffs.push(format!(
+                "{}: row `{key}` missing from the live view",
+                P::NAME
+            )),
             Some(live_value) if live_value != value => {
                 diffs.push(format!("{}: row `{key}` differs from the rebuild", P::NAME))
             }
@@ -118,7 +132,10 @@ pub async fn check<P: Projection>(store: &Store) -> Result<Vec<String>, Projecti
         }
     }
     for key in live.rows.keys().filter(|k| !rebuilt.contains_key(*k)) {
-        diffs.push(format!("{}: row `{key}` is in the live view but not in the rebuild", P::NAME));
+        diffs.push(format!(
+            "{}: row `{key}` is in the live view but not in the rebuild",
+            P::NAME
+        ));
     }
     Ok(diffs)
 }
@@ -144,7 +161,10 @@ pub async fn rebuild_all(store: &Store) -> Result<Vec<(&'static str, u64)>, Proj
 /// Catches every view up, then checks each against a rebuild.
 pub async fn check_all(store: &Store) -> Result<Vec<String>, ProjectionError> {
     catch_up_all(store).await?;
-    Ok(for_all!(store, check).into_iter().flat_map(|(_, d)| d).collect())
+    Ok(for_all!(store, check)
+        .into_iter()
+        .flat_map(|(_, d)| d)
+        .collect())
 }
 
 /// Catches every view up.

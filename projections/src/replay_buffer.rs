@@ -41,7 +41,10 @@ impl TrajectoryFilter {
                 .error_category
                 .as_deref()
                 .is_none_or(|c| t.error_category.as_deref() == Some(c))
-            && self.tag.as_deref().is_none_or(|tag| t.tags.iter().any(|x| x == tag))
+            && self
+                .tag
+                .as_deref()
+                .is_none_or(|tag| t.tags.iter().any(|x| x == tag))
     }
 }
 

@@ -37,7 +37,12 @@ impl Projection for RollbackHistory {
                 ActiveChange {
                     position: r.position,
                     time: r.metadata.time,
-                    kind: if e.from.is_none() { "seed" } else { "promotion" }.into(),
+                    kind: if e.from.is_none() {
+                        "seed"
+                    } else {
+                        "promotion"
+                    }
+                    .into(),
                     from: e.from.clone(),
                     to: e.to.clone(),
                     to_event: None,

@@ -25,7 +25,10 @@ pub async fn add(ctx: &Context, dir: &Path) -> anyhow::Result<i32> {
         .iter()
         .find(|g| !files.keys().any(|p| dgm_events::agent::glob_match(g, p)))
     {
-        bail!("{}: `evolvable` entry {missing:?} matches no file", dir.join(AgentManifest::FILE).display());
+        bail!(
+            "{}: `evolvable` entry {missing:?} matches no file",
+            dir.join(AgentManifest::FILE).display()
+        );
     }
     let hash = ctx.store.put_tree(&files).await?;
     debug_assert_eq!(hash, tree_hash(&files));
@@ -36,7 +39,9 @@ pub async fn add(ctx: &Context, dir: &Path) -> anyhow::Result<i32> {
             &name,
             AgentCommand::Register {
                 manifest,
-                source: std::fs::canonicalize(dir).ok().map(|d| d.display().to_string()),
+                source: std::fs::canonicalize(dir)
+                    .ok()
+                    .map(|d| d.display().to_string()),
                 seed: VersionCreated {
                     agent: name.clone(),
                     version: version.clone(),
@@ -51,9 +56,14 @@ pub async fn add(ctx: &Context, dir: &Path) -> anyhow::Result<i32> {
         )
         .await?;
     if ctx.json {
-        output::json(&serde_json::json!({"agent": name, "seed_version": version, "files": files.len()}))?;
+        output::json(
+            &serde_json::json!({"agent": name, "seed_version": version, "files": files.len()}),
+        )?;
     } else {
-        println!("registered agent `{name}`: seed version {version} ({} files)", files.len());
+        println!(
+            "registered agent `{name}`: seed version {version} ({} files)",
+            files.len()
+        );
     }
     Ok(0)
 }
@@ -88,12 +98,19 @@ pub async fn list(ctx: &Context) -> anyhow::Result<i32> {
             ]
         })
         .collect();
-    print!("{}", output::table(&["AGENT", "LANGUAGE", "VERSIONS", "ACTIVE"], &table));
+    print!(
+        "{}",
+        output::table(&["AGENT", "LANGUAGE", "VERSIONS", "ACTIVE"], &table)
+    );
     Ok(0)
 }
 
 /// The agent's archive now, or as of event `at`.
-pub async fn load_agent(ctx: &Context, agent: &str, at: Option<u64>) -> anyhow::Result<AgentArchive> {
+pub async fn load_agent(
+    ctx: &Context,
+    agent: &str,
+    at: Option<u64>,
+) -> anyhow::Result<AgentArchive> {
     let rows = match at {
         Some(n) => as_of::<Archive>(&ctx.store, n).await?,
         None => catch_up::<Archive>(&ctx.store).await?,
@@ -134,7 +151,7 @@ pub async fn archive(ctx: &Context, agent: &str, at: Option<u64>) -> anyhow::Res
         let best = v
             .scores
             .iter()
-            .max_by_key(|(k, _)| k.rsplitn(3, '/').nth(1).and_then(|s| s.parse::<u32>().ok()))
+            .max_by_key(|(k, _)| k.rsplit('/').nth(1).and_then(|s| s.parse::<u32>().ok()))
             .map(|(k, s)| format!("{s:.4} ({k})"))
             .unwrap_or_else(|| "-".into());
         rows.push(vec![
@@ -161,7 +178,9 @@ pub async fn archive(ctx: &Context, agent: &str, at: Option<u64>) -> anyhow::Res
     print!(
         "{}",
         output::table(
-            &["VERSION", "EVENT", "ORIGIN", "CHILDREN", "STATUS", "FLAGS", "SCORE", "SUMMARY"],
+            &[
+                "VERSION", "EVENT", "ORIGIN", "CHILDREN", "STATUS", "FLAGS", "SCORE", "SUMMARY"
+            ],
             &rows
         )
     );
@@ -174,10 +193,17 @@ pub fn resolve_version<'a>(a: &'a AgentArchive, which: &str) -> anyhow::Result<&
         "active" => a.active.as_ref().and_then(|v| a.versions.get(v)),
         "best" => best_version(a),
         prefix => {
-            let matches: Vec<&VersionRow> =
-                a.versions.values().filter(|v| v.version.starts_with(prefix)).collect();
+            let matches: Vec<&VersionRow> = a
+                .versions
+                .values()
+                .filter(|v| v.version.starts_with(prefix))
+                .collect();
             if matches.len() > 1 {
-                bail!("version prefix `{prefix}` is ambiguous for `{}` ({} matches)", a.agent, matches.len());
+                bail!(
+                    "version prefix `{prefix}` is ambiguous for `{}` ({} matches)",
+                    a.agent,
+                    matches.len()
+                );
             }
             matches.into_iter().next()
         }
@@ -226,8 +252,9 @@ pub async fn rollback(
                 bail!("event {n} does not exist yet (the log ends at {head})");
             }
             let then = load_agent(ctx, agent, Some(n)).await?;
-            then.active
-                .ok_or_else(|| anyhow::anyhow!("agent `{agent}` had no active version as of event {n}"))?
+            then.active.ok_or_else(|| {
+                anyhow::anyhow!("agent `{agent}` had no active version as of event {n}")
+            })?
         }
         (None, None) => bail!("give --to-version V or --to-event N"),
     };
@@ -247,7 +274,9 @@ pub async fn rollback(
         .await?;
     let position = ctx.store.head().await?;
     if ctx.json {
-        output::json(&serde_json::json!({"agent": agent, "from": now.active, "to": target, "event": position}))?;
+        output::json(
+            &serde_json::json!({"agent": agent, "from": now.active, "to": target, "event": position}),
+        )?;
     } else {
         println!(
             "rolled back `{agent}` from {} to {target} (event {position})",
@@ -260,12 +289,24 @@ pub async fn rollback(
 pub async fn checkout(ctx: &Context, agent: &str, which: &str, out: &Path) -> anyhow::Result<i32> {
     let a = load_agent(ctx, agent, None).await?;
     let v = resolve_version(&a, which)?;
-    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} exists and is not empty; choose an empty or new directory", out.display());
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not empty; choose an empty or new directory",
+            out.display()
+        );
     }
     let files = ctx.store.get_tree(&v.tree_hash).await?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_dir_files(out, &files).with_context(|| format!("writing {}", out.display()))?;
-    println!("checked out `{agent}` version {} ({} files) into {}", v.version, files.len(), out.display());
+    println!(
+        "checked out `{agent}` version {} ({} files) into {}",
+        v.version,
+        files.len(),
+        out.display()
+    );
     Ok(0)
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use actix::Actor;
 use anyhow::{Context as _, bail};
+use dgm_events::{AttemptFinished, Metadata, Store};
 use dgm_evolve::actor::{AgentActor, Evolve, Stop};
 use dgm_evolve::builder::{ensure_registered, manifest_suite};
-use dgm_evolve::{EvolveConfig, Evolution, Observer, Summary};
-use dgm_events::{AttemptFinished, Metadata, Store};
+use dgm_evolve::{Evolution, EvolveConfig, Observer, Summary};
 use dgm_projections::projector::catch_up;
 use dgm_projections::{Archive, Runs};
 use dgm_propose::{MutateConfig, MutateProposer, Proposer};
@@ -71,8 +71,13 @@ pub struct EvolveArgs {
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s, 10m or 2h"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s, 10m or 2h"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -118,11 +123,16 @@ impl Observer for Progress {
         if self.quiet {
             return;
         }
-        if let Ok(b) = self.bar.lock() {
-            if let Some(bar) = b.as_ref() {
-                bar.set_message(format!("best {} · last: {} {}", dgm_evolve::fmt_score(best), f.outcome, dgm_evolve::fmt_score(f.score)));
-                bar.inc(1);
-            }
+        if let Ok(b) = self.bar.lock()
+            && let Some(bar) = b.as_ref()
+        {
+            bar.set_message(format!(
+                "best {} · last: {} {}",
+                dgm_evolve::fmt_score(best),
+                f.outcome,
+                dgm_evolve::fmt_score(f.score)
+            ));
+            bar.inc(1);
         }
     }
 
@@ -130,17 +140,25 @@ impl Observer for Progress {
         if self.quiet {
             return;
         }
-        if let Ok(mut b) = self.bar.lock() {
-            if let Some(bar) = b.take() {
-                bar.finish_and_clear();
-            }
+        if let Ok(mut b) = self.bar.lock()
+            && let Some(bar) = b.take()
+        {
+            bar.finish_and_clear();
         }
-        eprintln!("{}: generation {generation} done, best train score {}", self.agent, dgm_evolve::fmt_score(best));
+        eprintln!(
+            "{}: generation {generation} done, best train score {}",
+            self.agent,
+            dgm_evolve::fmt_score(best)
+        );
     }
 }
 
 /// Resolves a target to a registered agent and its suite.
-async fn resolve(store: &Store, target: &str, suite: Option<&Path>) -> anyhow::Result<(String, PathBuf)> {
+async fn resolve(
+    store: &Store,
+    target: &str,
+    suite: Option<&Path>,
+) -> anyhow::Result<(String, PathBuf)> {
     let dir = Path::new(target);
     let (agent, suite_from_manifest) = if dir.join("agent.toml").exists() {
         let (name, new) = ensure_registered(store, dir, "cli").await?;
@@ -148,19 +166,26 @@ async fn resolve(store: &Store, target: &str, suite: Option<&Path>) -> anyhow::R
             eprintln!("registered agent `{name}` (seed version {v})");
         }
         let manifest = dgm_events::AgentManifest::load(dir)?;
-        (name, manifest_suite(&manifest, Some(&dir.display().to_string())))
+        (
+            name,
+            manifest_suite(&manifest, Some(&dir.display().to_string())),
+        )
     } else {
         let archive = catch_up::<Archive>(store).await?;
         let Some(a) = archive.get(target) else {
             bail!("`{target}` is neither a directory with agent.toml nor a registered agent");
         };
-        (a.agent.clone(), manifest_suite(&a.manifest, a.source.as_deref()))
+        (
+            a.agent.clone(),
+            manifest_suite(&a.manifest, a.source.as_deref()),
+        )
     };
     let suite = match suite.map(Path::to_path_buf).or(suite_from_manifest) {
         Some(s) => s,
         None => bail!("agent `{agent}` names no suite; give --suite DIR"),
     };
-    let suite = std::fs::canonicalize(&suite).with_context(|| format!("suite {}", suite.display()))?;
+    let suite =
+        std::fs::canonicalize(&suite).with_context(|| format!("suite {}", suite.display()))?;
     Ok((agent, suite))
 }
 
@@ -186,7 +211,12 @@ pub async fn evolve(ctx: Context, args: EvolveArgs) -> anyhow::Result<i32> {
         if let Some(p) = args.parallelism {
             config.parallelism = p;
         }
-        let evolution = Evolution::new(store.clone(), executor.clone(), proposer(&args.proposer)?, config)?;
+        let evolution = Evolution::new(
+            store.clone(),
+            executor.clone(),
+            proposer(&args.proposer)?,
+            config,
+        )?;
         evolutions.push(evolution);
     }
     let code = drive(&store, evolutions, args.json).await;
@@ -199,8 +229,15 @@ pub async fn resume(ctx: Context, run_id: &str, json: bool) -> anyhow::Result<i3
     let listener = EventListener::new(store.clone(), Metadata::new("sandbox-supervisor"));
     let executor = Arc::new(Supervisor::native(listener.clone())?);
     let runs = catch_up::<Runs>(&store).await?;
-    let run = runs.get(run_id).ok_or_else(|| anyhow::anyhow!("run `{run_id}` not found (see `dgm runs`)"))?;
-    let proposer = proposer(run.config.get("proposer").and_then(|p| p.as_str()).unwrap_or("mutate"))?;
+    let run = runs
+        .get(run_id)
+        .ok_or_else(|| anyhow::anyhow!("run `{run_id}` not found (see `dgm runs`)"))?;
+    let proposer = proposer(
+        run.config
+            .get("proposer")
+            .and_then(|p| p.as_str())
+            .unwrap_or("mutate"),
+    )?;
     let evolution = Evolution::resume(store.clone(), executor, proposer, run_id).await?;
     eprintln!("resuming {run_id} ({} events recorded so far)", run.events);
     let code = drive(&store, vec![evolution], json).await;
@@ -209,19 +246,34 @@ pub async fn resume(ctx: Context, run_id: &str, json: bool) -> anyhow::Result<i3
 }
 
 /// Starts one actor per evolution, stops them all on Ctrl-C, prints summaries.
-async fn drive(store: &Store, evolutions: Vec<Evolution<Supervisor>>, json: bool) -> anyhow::Result<i32> {
+async fn drive(
+    store: &Store,
+    evolutions: Vec<Evolution<Supervisor>>,
+    json: bool,
+) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
     let mut actors = Vec::new();
     for evolution in evolutions {
         let agent = evolution.config().agent.clone();
-        eprintln!("evolving `{agent}` as {} (selection {}, seed {})", evolution.run_id(), evolution.config().selection, evolution.config().seed);
-        let observer = Arc::new(Progress { agent: agent.clone(), bar: Default::default(), quiet: json });
+        eprintln!(
+            "evolving `{agent}` as {} (selection {}, seed {})",
+            evolution.run_id(),
+            evolution.config().selection,
+            evolution.config().seed
+        );
+        let observer = Arc::new(Progress {
+            agent: agent.clone(),
+            bar: Default::default(),
+            quiet: json,
+        });
         actors.push((agent, AgentActor::new(evolution, observer).start()));
     }
     let stoppers: Vec<_> = actors.iter().map(|(_, a)| a.clone()).collect();
     actix::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nstopping after the attempts in flight (Ctrl-C again to abort; `dgm resume` continues)");
+            eprintln!(
+                "\nstopping after the attempts in flight (Ctrl-C again to abort; `dgm resume` continues)"
+            );
             for a in &stoppers {
                 a.do_send(Stop);
             }
@@ -266,7 +318,12 @@ fn print_summary(s: &Summary) {
     println!("run {} of `{}` ({})", s.run_id, s.agent, s.stop_reason);
     println!(
         "  attempts {}  admitted {}  promoted {}  rejected {}  invalid {}  acceptance rate {:.0}%",
-        s.attempts, s.admitted, s.promoted, s.rejected, s.invalid, s.acceptance_rate * 100.0
+        s.attempts,
+        s.admitted,
+        s.promoted,
+        s.rejected,
+        s.invalid,
+        s.acceptance_rate * 100.0
     );
     println!(
         "  seed {} score {}  →  best {} score {}  (gain {})",
@@ -274,7 +331,9 @@ fn print_summary(s: &Summary) {
         dgm_evolve::fmt_score(s.seed_score),
         s.best_version,
         dgm_evolve::fmt_score(s.best_score),
-        s.gain.map(|g| format!("{g:+.4}")).unwrap_or_else(|| "-".into())
+        s.gain
+            .map(|g| format!("{g:+.4}"))
+            .unwrap_or_else(|| "-".into())
     );
     if let (Some(best), Some(ff), Some(bf)) = (
         metric(&s.best_metrics, "excess_pct"),
@@ -304,7 +363,11 @@ pub async fn runs(ctx: &Context) -> anyhow::Result<i32> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|r| {
-            let best = r.summary.as_ref().and_then(|s| s.get("best_score")).and_then(|v| v.as_f64());
+            let best = r
+                .summary
+                .as_ref()
+                .and_then(|s| s.get("best_score"))
+                .and_then(|v| v.as_f64());
             vec![
                 r.run_id.clone(),
                 r.agent.clone(),
@@ -315,15 +378,27 @@ pub async fn runs(ctx: &Context) -> anyhow::Result<i32> {
             ]
         })
         .collect();
-    print!("{}", output::table(&["RUN", "AGENT", "STATUS", "STARTED (UTC)", "EVENTS", "BEST"], &rows));
+    print!(
+        "{}",
+        output::table(
+            &["RUN", "AGENT", "STATUS", "STARTED (UTC)", "EVENTS", "BEST"],
+            &rows
+        )
+    );
     Ok(0)
 }
 
 pub async fn show(ctx: &Context, run_id: &str) -> anyhow::Result<i32> {
     let runs = catch_up::<Runs>(&ctx.store).await?;
-    let run = runs.get(run_id).ok_or_else(|| anyhow::anyhow!("run `{run_id}` not found (see `dgm runs`)"))?;
+    let run = runs
+        .get(run_id)
+        .ok_or_else(|| anyhow::anyhow!("run `{run_id}` not found (see `dgm runs`)"))?;
     let state = dgm_evolve::run_state::RunState::load(&ctx.store, run_id).await?;
-    let mut attempts: Vec<_> = state.attempts.iter().filter(|(_, a)| a.started.is_some()).collect();
+    let mut attempts: Vec<_> = state
+        .attempts
+        .iter()
+        .filter(|(_, a)| a.started.is_some())
+        .collect();
     attempts.sort_by_key(|(_, a)| a.started.as_ref().map(|s| (s.generation, s.index)));
     if ctx.json {
         let list: Vec<_> = attempts
@@ -333,7 +408,10 @@ pub async fn show(ctx: &Context, run_id: &str) -> anyhow::Result<i32> {
         output::json(&serde_json::json!({"run": run, "attempts": list}))?;
         return Ok(0);
     }
-    println!("run {} of `{}` on {} — {}", run.run_id, run.agent, run.suite, run.status);
+    println!(
+        "run {} of `{}` on {} — {}",
+        run.run_id, run.agent, run.suite, run.status
+    );
     if let Some(e) = &run.error {
         println!("error: {e}");
     }
@@ -343,20 +421,32 @@ pub async fn show(ctx: &Context, run_id: &str) -> anyhow::Result<i32> {
             let s = a.started.as_ref();
             let f = a.finished.as_ref();
             vec![
-                s.map(|s| format!("{}.{}", s.generation, s.index)).unwrap_or_default(),
+                s.map(|s| format!("{}.{}", s.generation, s.index))
+                    .unwrap_or_default(),
                 s.map(|s| s.parent.clone()).unwrap_or_default(),
-                a.child.as_ref().map(|c| c.version.clone()).unwrap_or_else(|| "-".into()),
-                f.map(|f| f.outcome.clone()).unwrap_or_else(|| "in flight".into()),
+                a.child
+                    .as_ref()
+                    .map(|c| c.version.clone())
+                    .unwrap_or_else(|| "-".into()),
+                f.map(|f| f.outcome.clone())
+                    .unwrap_or_else(|| "in flight".into()),
                 dgm_evolve::fmt_score(f.and_then(|f| f.score)),
-                f.map(|f| f.reason.chars().take(90).collect()).unwrap_or_default(),
+                f.map(|f| f.reason.chars().take(90).collect())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
-    print!("{}", output::table(&["GEN.#", "PARENT", "CHILD", "OUTCOME", "SCORE", "REASON"], &rows));
-    if let Some(summary) = &run.summary {
-        if let Ok(s) = serde_json::from_value::<Summary>(summary.clone()) {
-            print_summary(&s);
-        }
+    print!(
+        "{}",
+        output::table(
+            &["GEN.#", "PARENT", "CHILD", "OUTCOME", "SCORE", "REASON"],
+            &rows
+        )
+    );
+    if let Some(summary) = &run.summary
+        && let Ok(s) = serde_json::from_value::<Summary>(summary.clone())
+    {
+        print_summary(&s);
     }
     Ok(0)
 }

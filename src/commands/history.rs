@@ -58,7 +58,9 @@ pub fn describe(event: &Event) -> String {
             e.agent,
             e.from.as_deref().unwrap_or("-"),
             e.to_version,
-            e.to_event.map(|n| format!(" (as of event {n})")).unwrap_or_default(),
+            e.to_event
+                .map(|n| format!(" (as of event {n})"))
+                .unwrap_or_default(),
             e.reason
         ),
         Event::RunStarted(e) => format!("run {} of {} on {}", e.run_id, e.agent, e.suite),
@@ -83,21 +85,39 @@ pub fn describe(event: &Event) -> String {
             e.trajectory.version,
             e.trajectory.task,
             e.trajectory.outcome,
-            e.trajectory.error_category.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+            e.trajectory
+                .error_category
+                .as_ref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
         ),
-        Event::BenchmarkStarted(e) => format!("{} stage {} {} ({} tasks)", e.suite, e.stage, e.split, e.tasks),
+        Event::BenchmarkStarted(e) => format!(
+            "{} stage {} {} ({} tasks)",
+            e.suite, e.stage, e.split, e.tasks
+        ),
         Event::BenchmarkCompleted(e) => format!("score {}", output::score(e.score)),
         Event::StrategyStored(e) => format!("{} {}: {}", e.strategy_id, e.kind, e.summary),
         Event::StrategyOutcomeRecorded(e) => {
-            format!("{} {}", e.strategy_id, if e.success { "won" } else { "lost" })
+            format!(
+                "{} {}",
+                e.strategy_id,
+                if e.success { "won" } else { "lost" }
+            )
         }
         Event::StrategyPruned(e) => format!("{}: {}", e.strategy_id, e.reason),
         Event::SandboxExecutionStarted(e) => e.command.join(" "),
-        Event::SandboxExecutionFinished(e) => format!("{} exit {:?} in {} ms", e.status, e.exit_code, e.wall_ms),
+        Event::SandboxExecutionFinished(e) => {
+            format!("{} exit {:?} in {} ms", e.status, e.exit_code, e.wall_ms)
+        }
     }
 }
 
-pub async fn show(ctx: &Context, agent: Option<&str>, from: Option<u64>, to: Option<u64>) -> anyhow::Result<i32> {
+pub async fn show(
+    ctx: &Context,
+    agent: Option<&str>,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> anyhow::Result<i32> {
     let after = from.unwrap_or(1).saturating_sub(1);
     let mut events: Vec<Recorded> = Vec::new();
     let mut cursor = after;
@@ -105,7 +125,9 @@ pub async fn show(ctx: &Context, agent: Option<&str>, from: Option<u64>, to: Opt
     let mut related: std::collections::BTreeSet<String> = Default::default();
     loop {
         let page = ctx.store.read(cursor, to, 10_000).await?;
-        let Some(last) = page.last().map(|r| r.position) else { break };
+        let Some(last) = page.last().map(|r| r.position) else {
+            break;
+        };
         cursor = last;
         for r in page {
             if let Some(want) = agent {
@@ -116,7 +138,11 @@ pub async fn show(ctx: &Context, agent: Option<&str>, from: Option<u64>, to: Opt
                         related.insert(run.clone());
                     }
                 }
-                let via_run = r.metadata.run_id.as_ref().is_some_and(|run| related.contains(run));
+                let via_run = r
+                    .metadata
+                    .run_id
+                    .as_ref()
+                    .is_some_and(|run| related.contains(run));
                 if !(direct || via_run || related.contains(&r.aggregate_id)) {
                     continue;
                 }
@@ -155,6 +181,9 @@ pub async fn show(ctx: &Context, agent: Option<&str>, from: Option<u64>, to: Opt
             ]
         })
         .collect();
-    print!("{}", output::table(&["POS", "TIME (UTC)", "EVENT", "ACTOR", "DETAILS"], &rows));
+    print!(
+        "{}",
+        output::table(&["POS", "TIME (UTC)", "EVENT", "ACTOR", "DETAILS"], &rows)
+    );
     Ok(0)
 }

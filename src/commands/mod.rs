@@ -35,7 +35,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 crate::output::json(&serde_json::json!({
                     "store": url, "schema_version": dgm_events::SCHEMA_VERSION, "head": head }))?;
             } else {
-                println!("store ready: {url} (schema v{}, {head} events)", dgm_events::SCHEMA_VERSION);
+                println!(
+                    "store ready: {url} (schema v{}, {head} events)",
+                    dgm_events::SCHEMA_VERSION
+                );
             }
             Ok(0)
         }
@@ -47,22 +50,43 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Archive { agent, as_of, json } => {
             agents::archive(&Context::open(store, json.json).await?, &agent, as_of).await
         }
-        Command::History { agent, from, to, json } => {
-            history::show(&Context::open(store, json.json).await?, agent.as_deref(), from, to).await
+        Command::History {
+            agent,
+            from,
+            to,
+            json,
+        } => {
+            history::show(
+                &Context::open(store, json.json).await?,
+                agent.as_deref(),
+                from,
+                to,
+            )
+            .await
         }
-        Command::Rollback { agent, to_version, to_event, reason, json } => {
+        Command::Rollback {
+            agent,
+            to_version,
+            to_event,
+            reason,
+            json,
+        } => {
             let ctx = Context::open(store, json.json).await?;
             agents::rollback(&ctx, &agent, to_version.as_deref(), to_event, &reason).await
         }
-        Command::Checkout { agent, version, out } => {
-            agents::checkout(&Context::open(store, false).await?, &agent, &version, &out).await
-        }
+        Command::Checkout {
+            agent,
+            version,
+            out,
+        } => agents::checkout(&Context::open(store, false).await?, &agent, &version, &out).await,
         Command::Projections(crate::cli::ProjectionsCommand::Rebuild { check, json }) => {
             projections::rebuild(&Context::open(store, json.json).await?, check).await
         }
         Command::Bench(args) => bench::bench(Context::open(store, args.json).await?, args).await,
         Command::Evolve(args) => evolve::evolve(Context::open(store, args.json).await?, args).await,
-        Command::Resume { run, json } => evolve::resume(Context::open(store, json.json).await?, &run, json.json).await,
+        Command::Resume { run, json } => {
+            evolve::resume(Context::open(store, json.json).await?, &run, json.json).await
+        }
         Command::Runs(flag) => evolve::runs(&Context::open(store, flag.json).await?).await,
         Command::Run(crate::cli::RunCommand::Show { run, json }) => {
             evolve::show(&Context::open(store, json.json).await?, &run).await
@@ -70,12 +94,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Memory(crate::cli::MemoryCommand::Strategies { agent, json }) => {
             memory::strategies(&Context::open(store, json.json).await?, agent.as_deref()).await
         }
-        Command::Memory(crate::cli::MemoryCommand::Trajectories { outcome, agent, version, category, tag, limit, json }) => {
-            let filter = dgm_projections::TrajectoryFilter { agent, version, outcome, error_category: category, tag };
+        Command::Memory(crate::cli::MemoryCommand::Trajectories {
+            outcome,
+            agent,
+            version,
+            category,
+            tag,
+            limit,
+            json,
+        }) => {
+            let filter = dgm_projections::TrajectoryFilter {
+                agent,
+                version,
+                outcome,
+                error_category: category,
+                tag,
+            };
             memory::trajectories(&Context::open(store, json.json).await?, filter, limit).await
         }
         Command::Sandbox(cmd) => {
-            sandbox::run(cmd, std::sync::Arc::new(dgm_sandbox::supervisor::NoopListener)).await
+            sandbox::run(
+                cmd,
+                std::sync::Arc::new(dgm_sandbox::supervisor::NoopListener),
+            )
+            .await
         }
     }
 }

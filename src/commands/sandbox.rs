@@ -19,7 +19,12 @@ pub enum SandboxCommand {
         #[command(flatten)]
         opts: SandboxOpts,
         /// The command and its arguments (after `--`).
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
         command: Vec<String>,
     },
     /// Syntax-check a source file, then run it in the sandbox (the seed
@@ -85,7 +90,10 @@ fn parse_backend(s: &str) -> Result<Backend, String> {
 /// `512m`, `1g`, `64k`, `1048576`, `1.5g` (binary units).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1u64 << 10),
         Some('m') => (&t[..t.len() - 1], 1 << 20),
@@ -105,7 +113,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 fn parse_cpus(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(c) if c.is_finite() && c >= 0.01 => Ok(c),
-        _ => Err(format!("`{s}` is not a CPU quota (a number of cores ≥ 0.01, e.g. 0.5)")),
+        _ => Err(format!(
+            "`{s}` is not a CPU quota (a number of cores ≥ 0.01, e.g. 0.5)"
+        )),
     }
 }
 
@@ -253,8 +263,13 @@ fn report(r: &ExecResult, backend: Backend, json: bool) -> anyhow::Result<i32> {
     Ok(exit_code(r))
 }
 
-async fn supervisor(backend: Backend, listener: Arc<dyn ExecutionListener>) -> anyhow::Result<Supervisor> {
-    let b = AnyBackend::connect(backend).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+async fn supervisor(
+    backend: Backend,
+    listener: Arc<dyn ExecutionListener>,
+) -> anyhow::Result<Supervisor> {
+    let b = AnyBackend::connect(backend)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Supervisor::new(b, SupervisorConfig::default(), listener))
 }
 
@@ -268,10 +283,16 @@ pub async fn run(cmd: SandboxCommand, listener: Arc<dyn ExecutionListener>) -> a
             let r = sup.execute(job).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             report(&r, opts.backend, opts.json)
         }
-        SandboxCommand::Exec { opts, lang: Lang::Python, file } => {
+        SandboxCommand::Exec {
+            opts,
+            lang: Lang::Python,
+            file,
+        } => {
             let (name, source) = if file == "-" {
                 let mut s = Vec::new();
-                std::io::stdin().read_to_end(&mut s).context("reading the source from stdin")?;
+                std::io::stdin()
+                    .read_to_end(&mut s)
+                    .context("reading the source from stdin")?;
                 ("<stdin>".to_string(), s)
             } else {
                 let s = std::fs::read(&file).with_context(|| format!("reading {file}"))?;
@@ -287,7 +308,10 @@ pub async fn run(cmd: SandboxCommand, listener: Arc<dyn ExecutionListener>) -> a
                 format!("import sys\ncompile(sys.stdin.buffer.read(), {name_lit}, 'exec')"),
             ]);
             check.stdin = source.clone();
-            let r = sup.execute(check).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let r = sup
+                .execute(check)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if r.status != ExecStatus::Ok {
                 if opts.json {
                     let mut v = result_json(&r, opts.backend);
@@ -295,9 +319,16 @@ pub async fn run(cmd: SandboxCommand, listener: Arc<dyn ExecutionListener>) -> a
                     println!("{v}");
                 } else {
                     let text = String::from_utf8_lossy(&r.stderr);
-                    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                    let last = text
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("");
                     eprint!("{text}");
-                    eprintln!("dgm sandbox exec: {name} does not compile ({}); not executed", last.trim());
+                    eprintln!(
+                        "dgm sandbox exec: {name} does not compile ({}); not executed",
+                        last.trim()
+                    );
                 }
                 return Ok(2);
             }
@@ -318,7 +349,6 @@ pub async fn run(cmd: SandboxCommand, listener: Arc<dyn ExecutionListener>) -> a
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,10 @@ pub struct AgentActor<E: Executor + 'static> {
 
 impl<E: Executor + 'static> AgentActor<E> {
     pub fn new(evolution: Evolution<E>, observer: Arc<dyn Observer>) -> Self {
-        Self { evolution: Arc::new(evolution), observer }
+        Self {
+            evolution: Arc::new(evolution),
+            observer,
+        }
     }
 }
 
@@ -40,7 +43,12 @@ impl<E: Executor + 'static> Handler<Evolve> for AgentActor<E> {
     fn handle(&mut self, _: Evolve, _: &mut Self::Context) -> Self::Result {
         let evolution = self.evolution.clone();
         let observer = self.observer.clone();
-        Box::pin(async move { evolution.run(observer.as_ref()).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            evolution
+                .run(observer.as_ref())
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

@@ -27,11 +27,22 @@ use crate::engine::{Evolution, EvolveError, NoObserver, Summary};
 
 /// Registers the agent in `dir` unless an agent of that name exists;
 /// returns its name and whether it was new.
-pub async fn ensure_registered(store: &Store, dir: &Path, actor: &str) -> Result<(String, Option<String>), EvolveError> {
+pub async fn ensure_registered(
+    store: &Store,
+    dir: &Path,
+    actor: &str,
+) -> Result<(String, Option<String>), EvolveError> {
     let manifest = AgentManifest::load(dir).map_err(|e| EvolveError::Config(e.to_string()))?;
     let files = read_dir_files(dir)?;
-    if let Some(missing) = manifest.evolvable.iter().find(|g| !files.keys().any(|p| dgm_events::agent::glob_match(g, p))) {
-        return Err(EvolveError::Config(format!("{}: `evolvable` entry {missing:?} matches no file", dir.join(AgentManifest::FILE).display())));
+    if let Some(missing) = manifest
+        .evolvable
+        .iter()
+        .find(|g| !files.keys().any(|p| dgm_events::agent::glob_match(g, p)))
+    {
+        return Err(EvolveError::Config(format!(
+            "{}: `evolvable` entry {missing:?} matches no file",
+            dir.join(AgentManifest::FILE).display()
+        )));
     }
     let name = manifest.name.clone();
     let hash = store.put_tree(&files).await?;
@@ -42,7 +53,9 @@ pub async fn ensure_registered(store: &Store, dir: &Path, actor: &str) -> Result
             &name,
             AgentCommand::Register {
                 manifest,
-                source: std::fs::canonicalize(dir).ok().map(|d| d.display().to_string()),
+                source: std::fs::canonicalize(dir)
+                    .ok()
+                    .map(|d| d.display().to_string()),
                 seed: VersionCreated {
                     agent: name.clone(),
                     version: version.clone(),
@@ -82,7 +95,12 @@ pub struct Darwin {
 impl Darwin {
     /// Evolve the agent whose `agent.toml` is in `agent_dir`.
     pub fn builder(agent_dir: impl Into<PathBuf>) -> Self {
-        Self { agent_dir: agent_dir.into(), store: StoreUrl::default_sqlite(), suite: None, config: EvolveConfig::new("", "") }
+        Self {
+            agent_dir: agent_dir.into(),
+            store: StoreUrl::default_sqlite(),
+            suite: None,
+            config: EvolveConfig::new("", ""),
+        }
     }
     pub fn store(mut self, url: StoreUrl) -> Self {
         self.store = url;
@@ -124,17 +142,25 @@ impl Darwin {
     pub async fn evolve(self) -> Result<Summary, EvolveError> {
         let store = Arc::new(Store::open(&self.store).await?);
         let (name, _) = ensure_registered(&store, &self.agent_dir, "library").await?;
-        let manifest = AgentManifest::load(&self.agent_dir).map_err(|e| EvolveError::Config(e.to_string()))?;
+        let manifest =
+            AgentManifest::load(&self.agent_dir).map_err(|e| EvolveError::Config(e.to_string()))?;
         let suite = match self.suite {
             Some(s) => s,
             None => manifest_suite(&manifest, Some(&self.agent_dir.display().to_string()))
-                .ok_or_else(|| EvolveError::Config("the agent names no suite; call .suite(DIR)".into()))?,
+                .ok_or_else(|| {
+                    EvolveError::Config("the agent names no suite; call .suite(DIR)".into())
+                })?,
         };
         let mut config = self.config;
         config.agent = name;
         config.suite_dir = std::fs::canonicalize(&suite)?;
-        let executor = Arc::new(Supervisor::native(Arc::new(NoopListener)).map_err(|e| EvolveError::Config(e.to_string()))?);
+        let executor = Arc::new(
+            Supervisor::native(Arc::new(NoopListener))
+                .map_err(|e| EvolveError::Config(e.to_string()))?,
+        );
         let proposer = Arc::new(MutateProposer::new(MutateConfig::default()));
-        Evolution::new(store, executor, proposer, config)?.run(&NoObserver).await
+        Evolution::new(store, executor, proposer, config)?
+            .run(&NoObserver)
+            .await
     }
 }

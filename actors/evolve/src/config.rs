@@ -52,7 +52,9 @@ impl EvolveConfig {
             max_attempts: None,
             time_limit_secs: None,
             plateau: None,
-            parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            parallelism: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             crossover_rate: 0.2,
             prune_min_uses: 5,
             prune_below: 0.4,

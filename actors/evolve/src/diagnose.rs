@@ -33,10 +33,11 @@ pub fn diagnose<'a>(
         if t.outcome != "success" {
             let category = t.error_category.clone().unwrap_or_else(|| "unknown".into());
             *categories.entry(category).or_default() += 1;
-            if let Some(r) = &t.rationale {
-                if rationales.len() < 5 && !rationales.contains(r) {
-                    rationales.push(r.clone());
-                }
+            if let Some(r) = &t.rationale
+                && rationales.len() < 5
+                && !rationales.contains(r)
+            {
+                rationales.push(r.clone());
             }
         }
     }
@@ -49,16 +50,29 @@ pub fn diagnose<'a>(
     });
     let strategies: Vec<String> = live.iter().take(3).map(|s| s.strategy_id.clone()).collect();
     let failed: u64 = categories.values().sum();
-    let mean = if scores.is_empty() { 0.0 } else { scores.iter().sum::<f64>() / scores.len() as f64 };
+    let mean = if scores.is_empty() {
+        0.0
+    } else {
+        scores.iter().sum::<f64>() / scores.len() as f64
+    };
     let summary = if total == 0 {
         "no trajectories recorded for the parent yet".to_string()
     } else if failed == 0 {
-        format!("all {total} tasks pass; mean task score {mean:.4}: improve quality, not correctness")
+        format!(
+            "all {total} tasks pass; mean task score {mean:.4}: improve quality, not correctness"
+        )
     } else {
         let mut by_count: Vec<_> = categories.iter().collect();
         by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let top: Vec<String> = by_count.iter().take(3).map(|(c, n)| format!("{c} ×{n}")).collect();
-        format!("{failed} of {total} tasks fail ({}); mean task score {mean:.4}", top.join(", "))
+        let top: Vec<String> = by_count
+            .iter()
+            .take(3)
+            .map(|(c, n)| format!("{c} ×{n}"))
+            .collect();
+        format!(
+            "{failed} of {total} tasks fail ({}); mean task score {mean:.4}",
+            top.join(", ")
+        )
     };
     Findings {
         summary,

@@ -111,14 +111,27 @@ impl<E: Executor + 'static> Evolution<E> {
     ) -> Result<Self, EvolveError> {
         config.strategy().map_err(EvolveError::Config)?;
         if config.population == 0 || config.generations == 0 {
-            return Err(EvolveError::Config("--population and --generations must be at least 1".into()));
+            return Err(EvolveError::Config(
+                "--population and --generations must be at least 1".into(),
+            ));
         }
         if !(config.threshold.is_finite() && config.threshold >= 0.0) {
-            return Err(EvolveError::Config("--threshold must be a number ≥ 0".into()));
+            return Err(EvolveError::Config(
+                "--threshold must be a number ≥ 0".into(),
+            ));
         }
-        let suite = dgm_bench::load_suite(&config.suite_dir).map_err(|e| EvolveError::Suite(e.to_string()))?;
+        let suite = dgm_bench::load_suite(&config.suite_dir)
+            .map_err(|e| EvolveError::Suite(e.to_string()))?;
         let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        Ok(Self { store, executor, proposer, config, run_id, suite, stop: Arc::new(AtomicBool::new(false)) })
+        Ok(Self {
+            store,
+            executor,
+            proposer,
+            config,
+            run_id,
+            suite,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// Continues run `run_id` with the configuration it began with.
@@ -129,14 +142,26 @@ impl<E: Executor + 'static> Evolution<E> {
         run_id: &str,
     ) -> Result<Self, EvolveError> {
         let state = RunState::load(&store, run_id).await?;
-        let started = state.started.ok_or_else(|| EvolveError::UnknownRun(run_id.into()))?;
+        let started = state
+            .started
+            .ok_or_else(|| EvolveError::UnknownRun(run_id.into()))?;
         if state.ended {
             return Err(EvolveError::Ended(run_id.into()));
         }
-        let config: EvolveConfig = serde_json::from_value(started.config)
-            .map_err(|e| EvolveError::Config(format!("run {run_id} has an unreadable config: {e}")))?;
-        let suite = dgm_bench::load_suite(&config.suite_dir).map_err(|e| EvolveError::Suite(e.to_string()))?;
-        Ok(Self { store, executor, proposer, config, run_id: run_id.into(), suite, stop: Arc::new(AtomicBool::new(false)) })
+        let config: EvolveConfig = serde_json::from_value(started.config).map_err(|e| {
+            EvolveError::Config(format!("run {run_id} has an unreadable config: {e}"))
+        })?;
+        let suite = dgm_bench::load_suite(&config.suite_dir)
+            .map_err(|e| EvolveError::Suite(e.to_string()))?;
+        Ok(Self {
+            store,
+            executor,
+            proposer,
+            config,
+            run_id: run_id.into(),
+            suite,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     pub fn run_id(&self) -> &str {
@@ -164,7 +189,9 @@ impl<E: Executor + 'static> Evolution<E> {
         catch_up::<Archive>(&self.store)
             .await?
             .remove(&self.config.agent)
-            .ok_or_else(|| EvolveError::Config(format!("agent `{}` is not registered", self.config.agent)))
+            .ok_or_else(|| {
+                EvolveError::Config(format!("agent `{}` is not registered", self.config.agent))
+            })
     }
 
     fn last_stage(&self) -> u32 {
@@ -173,7 +200,8 @@ impl<E: Executor + 'static> Evolution<E> {
 
     /// Runs until a budget is spent; resumable at any point.
     pub async fn run(&self, observer: &dyn Observer) -> Result<Summary, EvolveError> {
-        let span = tracing::info_span!("darwin.evolve", run = %self.run_id, agent = %self.config.agent);
+        let span =
+            tracing::info_span!("darwin.evolve", run = %self.run_id, agent = %self.config.agent);
         self.run_inner(observer).instrument(span).await
     }
 
@@ -182,15 +210,23 @@ impl<E: Executor + 'static> Evolution<E> {
         let mut state = RunState::load(&self.store, &self.run_id).await?;
         if state.started.is_none() {
             let archive = self.archive().await?;
-            let config = serde_json::to_value(&self.config).map_err(|e| EvolveError::Config(e.to_string()))?;
+            let config = serde_json::to_value(&self.config)
+                .map_err(|e| EvolveError::Config(e.to_string()))?;
             self.store
-                .append(StreamType::Run, &self.run_id, vec![RunStarted {
-                    run_id: self.run_id.clone(),
-                    agent: archive.agent.clone(),
-                    suite: self.suite.name.clone(),
-                    config,
-                }
-                .into()], &self.meta(None))
+                .append(
+                    StreamType::Run,
+                    &self.run_id,
+                    vec![
+                        RunStarted {
+                            run_id: self.run_id.clone(),
+                            agent: archive.agent.clone(),
+                            suite: self.suite.name.clone(),
+                            config,
+                        }
+                        .into(),
+                    ],
+                    &self.meta(None),
+                )
                 .await?;
             state = RunState::load(&self.store, &self.run_id).await?;
         }
@@ -198,7 +234,12 @@ impl<E: Executor + 'static> Evolution<E> {
         let strategy = self.config.strategy().map_err(EvolveError::Config)?;
         let mut generation = state.last_generation().unwrap_or(0);
         // Continue the last started generation if it has unfinished attempts.
-        if generation > 0 && state.generation(generation).iter().all(|(_, a)| a.finished.is_some()) {
+        if generation > 0
+            && state
+                .generation(generation)
+                .iter()
+                .all(|(_, a)| a.finished.is_some())
+        {
             generation += 1;
         } else if generation == 0 {
             generation = 1;
@@ -208,18 +249,22 @@ impl<E: Executor + 'static> Evolution<E> {
             state = RunState::load(&self.store, &self.run_id).await?;
             let attempts_done = state.finished_attempts().count() as u32;
             let resuming_generation = !state.generation(generation).is_empty();
-            if !resuming_generation {
-                if let Some(reason) = self.budget_spent(&state, generation, attempts_done, began) {
-                    stop_reason = reason;
-                    break;
-                }
+            if !resuming_generation
+                && let Some(reason) = self.budget_spent(&state, generation, attempts_done, began)
+            {
+                stop_reason = reason;
+                break;
             }
             if !resuming_generation {
-                self.start_generation(generation, &strategy, attempts_done).await?;
+                self.start_generation(generation, &strategy, attempts_done)
+                    .await?;
                 state = RunState::load(&self.store, &self.run_id).await?;
             }
-            let attempts: Vec<(String, AttemptState)> =
-                state.generation(generation).into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let attempts: Vec<(String, AttemptState)> = state
+                .generation(generation)
+                .into_iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             observer.generation_started(generation, self.config.generations, attempts.len() as u32);
             // Execute concurrently; decide in index order.
             let executed = futures::future::join_all(
@@ -246,40 +291,60 @@ impl<E: Executor + 'static> Evolution<E> {
         let summary = self.summary(&state, &stop_reason, began).await?;
         if stop_reason == "interrupted" {
             self.store
-                .append(StreamType::Run, &self.run_id, vec![RunInterrupted {
-                    run_id: self.run_id.clone(),
-                    reason: "stopped by the user; `dgm resume` continues".into(),
-                }
-                .into()], &self.meta(None))
+                .append(
+                    StreamType::Run,
+                    &self.run_id,
+                    vec![
+                        RunInterrupted {
+                            run_id: self.run_id.clone(),
+                            reason: "stopped by the user; `dgm resume` continues".into(),
+                        }
+                        .into(),
+                    ],
+                    &self.meta(None),
+                )
                 .await?;
         } else {
             self.store
-                .append(StreamType::Run, &self.run_id, vec![RunCompleted {
-                    run_id: self.run_id.clone(),
-                    summary: serde_json::to_value(&summary).unwrap_or_default(),
-                }
-                .into()], &self.meta(None))
+                .append(
+                    StreamType::Run,
+                    &self.run_id,
+                    vec![
+                        RunCompleted {
+                            run_id: self.run_id.clone(),
+                            summary: serde_json::to_value(&summary).unwrap_or_default(),
+                        }
+                        .into(),
+                    ],
+                    &self.meta(None),
+                )
                 .await?;
         }
         Ok(summary)
     }
 
-    fn budget_spent(&self, state: &RunState, generation: u32, attempts_done: u32, began: Instant) -> Option<String> {
+    fn budget_spent(
+        &self,
+        state: &RunState,
+        generation: u32,
+        attempts_done: u32,
+        began: Instant,
+    ) -> Option<String> {
         if self.stop.load(Ordering::SeqCst) {
             return Some("interrupted".into());
         }
         if generation > self.config.generations {
             return Some(format!("{} generations done", self.config.generations));
         }
-        if let Some(max) = self.config.max_attempts {
-            if attempts_done >= max {
-                return Some(format!("{max} attempts done"));
-            }
+        if let Some(max) = self.config.max_attempts
+            && attempts_done >= max
+        {
+            return Some(format!("{max} attempts done"));
         }
-        if let Some(limit) = self.config.time_limit_secs {
-            if began.elapsed() >= Duration::from_secs(limit) {
-                return Some(format!("time limit of {limit} s reached"));
-            }
+        if let Some(limit) = self.config.time_limit_secs
+            && began.elapsed() >= Duration::from_secs(limit)
+        {
+            return Some(format!("time limit of {limit} s reached"));
         }
         if let Some(plateau) = self.config.plateau {
             let last_promotion = state
@@ -301,24 +366,53 @@ impl<E: Executor + 'static> Evolution<E> {
     async fn baseline(&self, state: &RunState) -> Result<bool, EvolveError> {
         let archive = self.archive().await?;
         let Some(active) = archive.active.clone() else {
-            return Err(EvolveError::Config(format!("agent `{}` has no active version", self.config.agent)));
+            return Err(EvolveError::Config(format!(
+                "agent `{}` has no active version",
+                self.config.agent
+            )));
         };
-        let files = self.store.get_tree(&archive.versions[&active].tree_hash).await?;
+        let files = self
+            .store
+            .get_tree(&archive.versions[&active].tree_hash)
+            .await?;
         let done = state.attempts.get("baseline").cloned().unwrap_or_default();
-        let first = self.evaluate_train(None, &active, &files, &done, "baseline").await?;
+        let first = self
+            .evaluate_train(None, &active, &files, &done, "baseline")
+            .await?;
         let second_id = format!("{}/baseline/re", self.run_id);
         let second = match done.evals.get(&second_id) {
             Some(r) => r.clone(),
-            None => self.evaluate(None, &active, &files, self.last_stage(), TRAIN, &second_id, &done).await?,
+            None => {
+                self.evaluate(
+                    None,
+                    &active,
+                    &files,
+                    self.last_stage(),
+                    TRAIN,
+                    &second_id,
+                    &done,
+                )
+                .await?
+            }
         };
-        Ok(decide::noisy(first.last().and_then(|r| r.score), second.score))
+        Ok(decide::noisy(
+            first.last().and_then(|r| r.score),
+            second.score,
+        ))
     }
 
     /// Draws this generation's parents and records them in one commit.
-    async fn start_generation(&self, generation: u32, strategy: &crate::selection::Strategy, attempts_done: u32) -> Result<(), EvolveError> {
+    async fn start_generation(
+        &self,
+        generation: u32,
+        strategy: &crate::selection::Strategy,
+        attempts_done: u32,
+    ) -> Result<(), EvolveError> {
         let archive = self.archive().await?;
         let candidates = self.candidates(&archive);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ (generation as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.config.seed ^ (generation as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let mut n = self.config.population;
         if let Some(max) = self.config.max_attempts {
             n = n.min(max.saturating_sub(attempts_done)).max(1);
@@ -327,11 +421,13 @@ impl<E: Executor + 'static> Evolution<E> {
             .map_err(|e| EvolveError::Config(e.to_string()))?;
         let mut events = Vec::new();
         for (index, parent) in selection.chosen.iter().enumerate() {
-            let donor = (candidates.len() > 1 && rng.gen_bool(self.config.crossover_rate.clamp(0.0, 1.0)))
-                .then(|| {
-                    let others: Vec<&Candidate> = candidates.iter().filter(|c| &c.id != parent).collect();
-                    others[rng.gen_range(0..others.len())].id.clone()
-                });
+            let donor = (candidates.len() > 1
+                && rng.gen_bool(self.config.crossover_rate.clamp(0.0, 1.0)))
+            .then(|| {
+                let others: Vec<&Candidate> =
+                    candidates.iter().filter(|c| &c.id != parent).collect();
+                others[rng.gen_range(0..others.len())].id.clone()
+            });
             events.push(
                 AttemptStarted {
                     run_id: self.run_id.clone(),
@@ -350,9 +446,13 @@ impl<E: Executor + 'static> Evolution<E> {
         // Each AttemptStarted carries its own attempt id in its metadata so the
         // run state files it under that attempt; one commit per attempt.
         for event in events {
-            let Event::AttemptStarted(e) = &event else { continue };
+            let Event::AttemptStarted(e) = &event else {
+                continue;
+            };
             let meta = self.meta(Some(&e.attempt_id));
-            self.store.append(StreamType::Run, &self.run_id, vec![event.clone()], &meta).await?;
+            self.store
+                .append(StreamType::Run, &self.run_id, vec![event.clone()], &meta)
+                .await?;
         }
         Ok(())
     }
@@ -360,7 +460,9 @@ impl<E: Executor + 'static> Evolution<E> {
     /// Admitted versions as selection candidates, scored on train at the
     /// deepest stage they reached.
     fn candidates(&self, archive: &AgentArchive) -> Vec<Candidate> {
-        let score_of = |v: &dgm_projections::VersionRow| v.score_on(&self.suite.name, TRAIN.as_str()).map(|(_, s)| s);
+        let score_of = |v: &dgm_projections::VersionRow| {
+            v.score_on(&self.suite.name, TRAIN.as_str()).map(|(_, s)| s)
+        };
         archive
             .versions
             .values()
@@ -368,7 +470,11 @@ impl<E: Executor + 'static> Evolution<E> {
             .map(|v| {
                 let own = score_of(v).unwrap_or(0.0);
                 let (mut wins, mut losses) = (0, 0);
-                for child in archive.versions.values().filter(|c| c.parent.as_deref() == Some(v.version.as_str())) {
+                for child in archive
+                    .versions
+                    .values()
+                    .filter(|c| c.parent.as_deref() == Some(v.version.as_str()))
+                {
                     match score_of(child) {
                         Some(s) if s > own => wins += 1,
                         _ => losses += 1,
@@ -392,31 +498,54 @@ impl<E: Executor + 'static> Evolution<E> {
     }
 
     fn best_version(&self, archive: &AgentArchive, except: Option<&str>) -> Option<(String, f64)> {
-        let key = dgm_projections::archive::score_key(&self.suite.name, self.last_stage(), TRAIN.as_str());
+        let key = dgm_projections::archive::score_key(
+            &self.suite.name,
+            self.last_stage(),
+            TRAIN.as_str(),
+        );
         archive
             .versions
             .values()
             .filter(|v| v.admitted == Some(true) && Some(v.version.as_str()) != except)
             .filter_map(|v| v.scores.get(&key).map(|s| (v, *s)))
-            .max_by(|(a, sa), (b, sb)| sa.partial_cmp(sb).unwrap_or(std::cmp::Ordering::Equal).then(b.created_at.cmp(&a.created_at)))
+            .max_by(|(a, sa), (b, sb)| {
+                sa.partial_cmp(sb)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(b.created_at.cmp(&a.created_at))
+            })
             .map(|(v, s)| (v.version.clone(), s))
     }
 
     /// Diagnose → propose → validate → create → evaluate. Returns the attempt's
     /// state with everything recorded so far.
-    async fn execute_attempt(&self, attempt_id: &str, attempt: &AttemptState) -> Result<AttemptState, EvolveError> {
+    async fn execute_attempt(
+        &self,
+        attempt_id: &str,
+        attempt: &AttemptState,
+    ) -> Result<AttemptState, EvolveError> {
         let span = tracing::info_span!("darwin.execute_attempt", attempt = %attempt_id);
-        self.execute_attempt_inner(attempt_id, attempt.clone()).instrument(span).await
+        self.execute_attempt_inner(attempt_id, attempt.clone())
+            .instrument(span)
+            .await
     }
 
-    async fn execute_attempt_inner(&self, attempt_id: &str, mut attempt: AttemptState) -> Result<AttemptState, EvolveError> {
+    async fn execute_attempt_inner(
+        &self,
+        attempt_id: &str,
+        mut attempt: AttemptState,
+    ) -> Result<AttemptState, EvolveError> {
         if attempt.finished.is_some() || attempt.rejected || attempt.admitted {
             return Ok(attempt);
         }
-        let Some(started) = attempt.started.clone() else { return Ok(attempt) };
+        let Some(started) = attempt.started.clone() else {
+            return Ok(attempt);
+        };
         let meta = self.meta(Some(attempt_id));
         let archive = self.archive().await?;
-        let parent_row = archive.versions.get(&started.parent).ok_or_else(|| EvolveError::Config(format!("parent {} vanished", started.parent)))?;
+        let parent_row = archive
+            .versions
+            .get(&started.parent)
+            .ok_or_else(|| EvolveError::Config(format!("parent {} vanished", started.parent)))?;
         let parent_files = self.store.get_tree(&parent_row.tree_hash).await?;
 
         // Diagnose.
@@ -424,7 +553,11 @@ impl<E: Executor + 'static> Evolution<E> {
             Some(d) => d.clone(),
             None => {
                 let buffer = catch_up::<ReplayBuffer>(&self.store).await?;
-                let filter = TrajectoryFilter { agent: Some(self.config.agent.clone()), version: Some(started.parent.clone()), ..Default::default() };
+                let filter = TrajectoryFilter {
+                    agent: Some(self.config.agent.clone()),
+                    version: Some(started.parent.clone()),
+                    ..Default::default()
+                };
                 let bank = catch_up::<ReasoningBank>(&self.store).await?;
                 let findings = diagnose(
                     buffer.values().filter(|r| filter.matches(r)),
@@ -439,7 +572,14 @@ impl<E: Executor + 'static> Evolution<E> {
                     rationales: findings.rationales,
                     strategies: findings.strategies,
                 };
-                self.store.append(StreamType::Run, &self.run_id, vec![made.clone().into()], &meta).await?;
+                self.store
+                    .append(
+                        StreamType::Run,
+                        &self.run_id,
+                        vec![made.clone().into()],
+                        &meta,
+                    )
+                    .await?;
                 attempt.diagnosis = Some(made.clone());
                 made
             }
@@ -462,7 +602,14 @@ impl<E: Executor + 'static> Evolution<E> {
                     protected: archive.manifest.protected.clone(),
                     diagnosis: Diagnosis {
                         summary: diagnosis.summary.clone(),
-                        failure_categories: diagnosis.categories.iter().map(|(c, n)| FailureCategory { category: c.clone(), count: *n }).collect(),
+                        failure_categories: diagnosis
+                            .categories
+                            .iter()
+                            .map(|(c, n)| FailureCategory {
+                                category: c.clone(),
+                                count: *n,
+                            })
+                            .collect(),
                         rationales: diagnosis.rationales.clone(),
                     },
                     donor,
@@ -470,20 +617,60 @@ impl<E: Executor + 'static> Evolution<E> {
                 };
                 let proposal = match self.proposer.propose(&request).await {
                     Ok(p) => p,
-                    Err(e) => return self.finish_early(attempt_id, attempt, "invalid", format!("proposal failed: {e}"), None).await,
+                    Err(e) => {
+                        return self
+                            .finish_early(
+                                attempt_id,
+                                attempt,
+                                "invalid",
+                                format!("proposal failed: {e}"),
+                                None,
+                            )
+                            .await;
+                    }
                 };
-                if let Err(e) = dgm_propose::patch::check_child(&request.parent, &proposal.files, &request.policy()) {
-                    return self.finish_early(attempt_id, attempt, "invalid", format!("validation failed: {e}"), Some(proposal.kind)).await;
+                if let Err(e) = dgm_propose::patch::check_child(
+                    &request.parent,
+                    &proposal.files,
+                    &request.policy(),
+                ) {
+                    return self
+                        .finish_early(
+                            attempt_id,
+                            attempt,
+                            "invalid",
+                            format!("validation failed: {e}"),
+                            Some(proposal.kind),
+                        )
+                        .await;
                 }
                 let patch = match dgm_propose::patch::diff(&request.parent, &proposal.files) {
                     Ok(p) => p,
-                    Err(e) => return self.finish_early(attempt_id, attempt, "invalid", format!("patch failed: {e}"), Some(proposal.kind)).await,
+                    Err(e) => {
+                        return self
+                            .finish_early(
+                                attempt_id,
+                                attempt,
+                                "invalid",
+                                format!("patch failed: {e}"),
+                                Some(proposal.kind),
+                            )
+                            .await;
+                    }
                 };
                 let files: Files = proposal.files.0.clone();
                 let hash = tree_hash(&files);
                 let version = hash[..12].to_string();
                 if archive.versions.contains_key(&version) {
-                    return self.finish_early(attempt_id, attempt, "duplicate", format!("the child equals existing version {version}"), Some(proposal.kind)).await;
+                    return self
+                        .finish_early(
+                            attempt_id,
+                            attempt,
+                            "duplicate",
+                            format!("the child equals existing version {version}"),
+                            Some(proposal.kind),
+                        )
+                        .await;
                 }
                 self.store.put_tree(&files).await?;
                 let created = VersionCreated {
@@ -495,22 +682,48 @@ impl<E: Executor + 'static> Evolution<E> {
                     origin: Origin::Proposer,
                     summary: format!("{}: {}", proposal.kind, proposal.summary),
                 };
-                self.store.agent(&self.config.agent, AgentCommand::CreateVersion(created.clone()), &meta).await?;
+                self.store
+                    .agent(
+                        &self.config.agent,
+                        AgentCommand::CreateVersion(created.clone()),
+                        &meta,
+                    )
+                    .await?;
                 attempt.child = Some(created);
                 version
             }
         };
 
         // Evaluate in stages on train.
-        let files = self.store.get_tree(&self.archive().await?.versions[&child_version].tree_hash).await?;
-        let records = self.evaluate_train(Some(attempt_id), &child_version, &files, &attempt, attempt_id).await?;
+        let files = self
+            .store
+            .get_tree(&self.archive().await?.versions[&child_version].tree_hash)
+            .await?;
+        let records = self
+            .evaluate_train(
+                Some(attempt_id),
+                &child_version,
+                &files,
+                &attempt,
+                attempt_id,
+            )
+            .await?;
         for r in records {
-            attempt.evals.insert(format!("{}/train/{}", attempt_id, r.stage), r);
+            attempt
+                .evals
+                .insert(format!("{}/train/{}", attempt_id, r.stage), r);
         }
         Ok(attempt)
     }
 
-    async fn finish_early(&self, attempt_id: &str, mut attempt: AttemptState, outcome: &str, reason: String, kind: Option<String>) -> Result<AttemptState, EvolveError> {
+    async fn finish_early(
+        &self,
+        attempt_id: &str,
+        mut attempt: AttemptState,
+        outcome: &str,
+        reason: String,
+        kind: Option<String>,
+    ) -> Result<AttemptState, EvolveError> {
         let finished = AttemptFinished {
             run_id: self.run_id.clone(),
             attempt_id: attempt_id.into(),
@@ -520,24 +733,46 @@ impl<E: Executor + 'static> Evolution<E> {
             reason,
             proposal_kind: kind,
         };
-        self.store.append(StreamType::Run, &self.run_id, vec![finished.clone().into()], &self.meta(Some(attempt_id))).await?;
+        self.store
+            .append(
+                StreamType::Run,
+                &self.run_id,
+                vec![finished.clone().into()],
+                &self.meta(Some(attempt_id)),
+            )
+            .await?;
         attempt.finished = Some(finished);
         Ok(attempt)
     }
 
     /// Runs the train stages in order, stopping at a failed gate; reuses
     /// evaluations already recorded.
-    async fn evaluate_train(&self, attempt: Option<&str>, version: &str, files: &Files, done: &AttemptState, prefix: &str) -> Result<Vec<EvalRecord>, EvolveError> {
-        let prefix = if attempt.is_some() { prefix.to_string() } else { format!("{}/{prefix}", self.run_id) };
+    async fn evaluate_train(
+        &self,
+        attempt: Option<&str>,
+        version: &str,
+        files: &Files,
+        done: &AttemptState,
+        prefix: &str,
+    ) -> Result<Vec<EvalRecord>, EvolveError> {
+        let prefix = if attempt.is_some() {
+            prefix.to_string()
+        } else {
+            format!("{}/{prefix}", self.run_id)
+        };
         let mut out = Vec::new();
         for stage in 1..=self.last_stage() {
             let id = format!("{prefix}/train/{stage}");
             let record = match done.evals.get(&id) {
                 Some(r) => {
-                    self.repair_version_evaluated(attempt, &id, version, r).await?;
+                    self.repair_version_evaluated(attempt, &id, version, r)
+                        .await?;
                     r.clone()
                 }
-                None => self.evaluate(attempt, version, files, stage, TRAIN, &id, done).await?,
+                None => {
+                    self.evaluate(attempt, version, files, stage, TRAIN, &id, done)
+                        .await?
+                }
             };
             let passed = record.passed_gate;
             out.push(record);
@@ -549,49 +784,114 @@ impl<E: Executor + 'static> Evolution<E> {
     }
 
     /// After a crash between the evaluation and the version's record of it.
-    async fn repair_version_evaluated(&self, attempt: Option<&str>, id: &str, version: &str, r: &EvalRecord) -> Result<(), EvolveError> {
+    async fn repair_version_evaluated(
+        &self,
+        attempt: Option<&str>,
+        id: &str,
+        version: &str,
+        r: &EvalRecord,
+    ) -> Result<(), EvolveError> {
         let archive = self.archive().await?;
         let key = dgm_projections::archive::score_key(&self.suite.name, r.stage, &r.split);
-        let has = archive.versions.get(version).is_some_and(|v| v.metrics.contains_key(&key));
+        let has = archive
+            .versions
+            .get(version)
+            .is_some_and(|v| v.metrics.contains_key(&key));
         if !has {
-            record_version_evaluated(&self.store, &self.meta(attempt), id, &self.config.agent, version, r.stage, &r.split, &self.suite.name, r.score, &r.metrics).await?;
+            record_version_evaluated(
+                &self.store,
+                &self.meta(attempt),
+                id,
+                &self.config.agent,
+                version,
+                r.stage,
+                &r.split,
+                &self.suite.name,
+                r.score,
+                &r.metrics,
+            )
+            .await?;
         }
         Ok(())
     }
 
     /// One stage on one split, recorded as evaluation `id`.
     #[allow(clippy::too_many_arguments)]
-    async fn evaluate(&self, attempt: Option<&str>, version: &str, files: &Files, stage: u32, split: Split, id: &str, done: &AttemptState) -> Result<EvalRecord, EvolveError> {
+    async fn evaluate(
+        &self,
+        attempt: Option<&str>,
+        version: &str,
+        files: &Files,
+        stage: u32,
+        split: Split,
+        id: &str,
+        done: &AttemptState,
+    ) -> Result<EvalRecord, EvolveError> {
         if let Some(r) = done.evals.get(id) {
             return Ok(r.clone());
         }
         let archive = self.archive().await?;
         let dir = tempfile::Builder::new().prefix("dgm-version-").tempdir()?;
         write_dir_files(dir.path(), files)?;
-        let spec = RunSpec { code_dir: dir.path().to_path_buf(), command: archive.manifest.run.clone(), env: BTreeMap::new() };
+        let spec = RunSpec {
+            code_dir: dir.path().to_path_buf(),
+            command: archive.manifest.run.clone(),
+            env: BTreeMap::new(),
+        };
         let stage_def = if split == TRAIN {
             self.suite.stages[(stage - 1) as usize].clone()
         } else {
             dgm_bench::Stage::all()
         };
-        let opts = RunOptions { parallelism: self.config.parallelism.max(1), docker_available: false };
-        let report = run_stage(&self.suite, &stage_def, split, &spec, self.executor.as_ref(), &opts, &|_| {}).await?;
+        let opts = RunOptions {
+            parallelism: self.config.parallelism.max(1),
+            docker_available: false,
+        };
+        let report = run_stage(
+            &self.suite,
+            &stage_def,
+            split,
+            &spec,
+            self.executor.as_ref(),
+            &opts,
+            &|_| {},
+        )
+        .await?;
         let meta = self.meta(attempt);
-        let subject = Subject { agent: Some(&self.config.agent), version: Some(version), stage };
+        let subject = Subject {
+            agent: Some(&self.config.agent),
+            version: Some(version),
+            stage,
+        };
         Ok(record_stage(&self.store, &meta, id, &subject, &report).await?)
     }
 
     /// Admit or reject, maybe promote; remember; finish. Idempotent.
-    async fn decide(&self, attempt_id: &str, attempt: &AttemptState, noisy: bool) -> Result<AttemptFinished, EvolveError> {
+    async fn decide(
+        &self,
+        attempt_id: &str,
+        attempt: &AttemptState,
+        noisy: bool,
+    ) -> Result<AttemptFinished, EvolveError> {
         let meta = self.meta(Some(attempt_id));
         let agent = &self.config.agent;
-        let child = attempt.child.clone().ok_or_else(|| EvolveError::Config(format!("{attempt_id} has no child")))?;
+        let child = attempt
+            .child
+            .clone()
+            .ok_or_else(|| EvolveError::Config(format!("{attempt_id} has no child")))?;
         let version = child.version.clone();
         let kind = child.summary.split(':').next().map(str::to_string);
         let stage1 = attempt.evals.get(&format!("{attempt_id}/train/1"));
-        let last = attempt.evals.get(&format!("{attempt_id}/train/{}", self.last_stage()));
+        let last = attempt
+            .evals
+            .get(&format!("{attempt_id}/train/{}", self.last_stage()));
         let archive = self.archive().await?;
-        let parent_score = attempt.started.as_ref().and_then(|s| archive.versions.get(&s.parent)).and_then(|p| p.score_on(&self.suite.name, TRAIN.as_str())).map(|(_, s)| s);
+        let parent_score = attempt
+            .started
+            .as_ref()
+            .and_then(|s| archive.versions.get(&s.parent))
+            .and_then(|p| p.score_on(&self.suite.name, TRAIN.as_str()))
+            .map(|(_, s)| s);
 
         let (outcome, reason, score) = match stage1 {
             Some(r) if r.passed_gate => {
@@ -599,19 +899,63 @@ impl<E: Executor + 'static> Evolution<E> {
                 let best = self.best_version(&archive, Some(&version));
                 match (score, best) {
                     (Some(s), Some((best_v, b))) if decide::beats(s, b, self.config.threshold) => {
-                        match self.confirm(attempt_id, attempt, &version, &best_v, noisy).await? {
-                            Ok(why) => ("promoted", format!("train {s:.4} beats best {b:.4} ({best_v}) by more than {:.1}%; {why}", self.config.threshold * 100.0), Some(s)),
-                            Err(why) => ("admitted", format!("train {s:.4} beats best {b:.4} but {why}"), Some(s)),
+                        match self
+                            .confirm(attempt_id, attempt, &version, &best_v, noisy)
+                            .await?
+                        {
+                            Ok(why) => (
+                                "promoted",
+                                format!(
+                                    "train {s:.4} beats best {b:.4} ({best_v}) by more than {:.1}%; {why}",
+                                    self.config.threshold * 100.0
+                                ),
+                                Some(s),
+                            ),
+                            Err(why) => (
+                                "admitted",
+                                format!("train {s:.4} beats best {b:.4} but {why}"),
+                                Some(s),
+                            ),
                         }
                     }
-                    (Some(s), Some((best_v, b))) => ("admitted", format!("train {s:.4} does not beat best {b:.4} ({best_v}) by more than {:.1}%", self.config.threshold * 100.0), Some(s)),
-                    (Some(s), None) => ("promoted", format!("train {s:.4}; no scored version to beat"), Some(s)),
-                    (None, _) => ("admitted", "passes the first stage but stopped at a later gate".to_string(), stage1.and_then(|r| r.score)),
+                    (Some(s), Some((best_v, b))) => (
+                        "admitted",
+                        format!(
+                            "train {s:.4} does not beat best {b:.4} ({best_v}) by more than {:.1}%",
+                            self.config.threshold * 100.0
+                        ),
+                        Some(s),
+                    ),
+                    (Some(s), None) => (
+                        "promoted",
+                        format!("train {s:.4}; no scored version to beat"),
+                        Some(s),
+                    ),
+                    (None, _) => (
+                        "admitted",
+                        "passes the first stage but stopped at a later gate".to_string(),
+                        stage1.and_then(|r| r.score),
+                    ),
                 }
             }
             Some(r) => {
-                let cats: Vec<String> = r.failures.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
-                ("rejected", format!("fails the first stage's gate ({})", if cats.is_empty() { "low score".into() } else { cats.join(", ") }), r.score)
+                let cats: Vec<String> = r
+                    .failures
+                    .iter()
+                    .map(|(c, n)| format!("{c} ×{n}"))
+                    .collect();
+                (
+                    "rejected",
+                    format!(
+                        "fails the first stage's gate ({})",
+                        if cats.is_empty() {
+                            "low score".into()
+                        } else {
+                            cats.join(", ")
+                        }
+                    ),
+                    r.score,
+                )
             }
             None => ("rejected", "was not evaluated".to_string(), None),
         };
@@ -619,13 +963,44 @@ impl<E: Executor + 'static> Evolution<E> {
         // Agent-side effects, each skipped if already recorded.
         if outcome == "rejected" {
             if !attempt.rejected {
-                self.store.agent(agent, AgentCommand::Reject { version: version.clone(), reason: reason.clone() }, &meta).await?;
+                self.store
+                    .agent(
+                        agent,
+                        AgentCommand::Reject {
+                            version: version.clone(),
+                            reason: reason.clone(),
+                        },
+                        &meta,
+                    )
+                    .await?;
             }
         } else if !attempt.admitted {
-            self.store.agent(agent, AgentCommand::Admit { version: version.clone(), reason: if outcome == "promoted" { "passes the first stage; promoted".into() } else { reason.clone() } }, &meta).await?;
+            self.store
+                .agent(
+                    agent,
+                    AgentCommand::Admit {
+                        version: version.clone(),
+                        reason: if outcome == "promoted" {
+                            "passes the first stage; promoted".into()
+                        } else {
+                            reason.clone()
+                        },
+                    },
+                    &meta,
+                )
+                .await?;
         }
         if outcome == "promoted" && !attempt.activated {
-            self.store.agent(agent, AgentCommand::Activate { version: version.clone(), reason: reason.clone() }, &meta).await?;
+            self.store
+                .agent(
+                    agent,
+                    AgentCommand::Activate {
+                        version: version.clone(),
+                        reason: reason.clone(),
+                    },
+                    &meta,
+                )
+                .await?;
         }
         // Remember: a promotion becomes a strategy; a used strategy gets an outcome.
         if outcome == "promoted" && !attempt.strategy_stored {
@@ -633,24 +1008,65 @@ impl<E: Executor + 'static> Evolution<E> {
                 strategy_id: attempt_id.into(),
                 agent: agent.clone(),
                 kind: kind.clone().unwrap_or_default(),
-                diagnosis: attempt.diagnosis.as_ref().map(|d| d.summary.clone()).unwrap_or_default(),
+                diagnosis: attempt
+                    .diagnosis
+                    .as_ref()
+                    .map(|d| d.summary.clone())
+                    .unwrap_or_default(),
                 summary: child.summary.clone(),
             };
-            self.store.append(StreamType::Strategy, attempt_id, vec![stored.into()], &meta).await?;
+            self.store
+                .append(StreamType::Strategy, attempt_id, vec![stored.into()], &meta)
+                .await?;
         }
         if let Some(d) = &attempt.diagnosis {
             let bank = catch_up::<ReasoningBank>(&self.store).await?;
             for id in &d.strategies {
                 let Some(s) = bank.get(id) else { continue };
-                if s.pruned || Some(&s.kind) != kind.as_ref() || attempt.strategy_outcomes.contains(id) {
+                if s.pruned
+                    || Some(&s.kind) != kind.as_ref()
+                    || attempt.strategy_outcomes.contains(id)
+                {
                     continue;
                 }
                 let success = matches!((score, parent_score), (Some(c), Some(p)) if c > p);
-                self.store.append(StreamType::Strategy, id, vec![StrategyOutcomeRecorded { strategy_id: id.clone(), success }.into()], &meta).await?;
+                self.store
+                    .append(
+                        StreamType::Strategy,
+                        id,
+                        vec![
+                            StrategyOutcomeRecorded {
+                                strategy_id: id.clone(),
+                                success,
+                            }
+                            .into(),
+                        ],
+                        &meta,
+                    )
+                    .await?;
                 let uses = s.uses + 1;
                 let rate = (s.wins + u64::from(success)) as f64 / uses as f64;
-                if uses >= self.config.prune_min_uses && rate < self.config.prune_below && !attempt.strategy_pruned.contains(id) {
-                    self.store.append(StreamType::Strategy, id, vec![StrategyPruned { strategy_id: id.clone(), reason: format!("win rate {:.0}% after {uses} uses", rate * 100.0) }.into()], &meta).await?;
+                if uses >= self.config.prune_min_uses
+                    && rate < self.config.prune_below
+                    && !attempt.strategy_pruned.contains(id)
+                {
+                    self.store
+                        .append(
+                            StreamType::Strategy,
+                            id,
+                            vec![
+                                StrategyPruned {
+                                    strategy_id: id.clone(),
+                                    reason: format!(
+                                        "win rate {:.0}% after {uses} uses",
+                                        rate * 100.0
+                                    ),
+                                }
+                                .into(),
+                            ],
+                            &meta,
+                        )
+                        .await?;
                 }
             }
         }
@@ -663,54 +1079,152 @@ impl<E: Executor + 'static> Evolution<E> {
             reason,
             proposal_kind: kind,
         };
-        self.store.append(StreamType::Run, &self.run_id, vec![finished.clone().into()], &meta).await?;
+        self.store
+            .append(
+                StreamType::Run,
+                &self.run_id,
+                vec![finished.clone().into()],
+                &meta,
+            )
+            .await?;
         Ok(finished)
     }
 
     /// A promotion candidate must hold on validation (against the best) and,
     /// when evaluation is noisy, on a second train evaluation.
-    async fn confirm(&self, attempt_id: &str, attempt: &AttemptState, child: &str, best: &str, noisy: bool) -> Result<Result<String, String>, EvolveError> {
+    async fn confirm(
+        &self,
+        attempt_id: &str,
+        attempt: &AttemptState,
+        child: &str,
+        best: &str,
+        noisy: bool,
+    ) -> Result<Result<String, String>, EvolveError> {
         let archive = self.archive().await?;
         let files_of = |v: &str| archive.versions.get(v).map(|r| r.tree_hash.clone());
-        let has_validation = self.suite.tasks.iter().any(|t| t.split == Split::Validation);
+        let has_validation = self
+            .suite
+            .tasks
+            .iter()
+            .any(|t| t.split == Split::Validation);
         let mut notes = Vec::new();
         if has_validation {
-            let child_files = self.store.get_tree(&files_of(child).unwrap_or_default()).await?;
-            let child_val = self.evaluate(Some(attempt_id), child, &child_files, 1, Split::Validation, &format!("{attempt_id}/validation/{child}"), attempt).await?;
-            let best_val = match archive.versions.get(best).and_then(|v| v.score_on(&self.suite.name, Split::Validation.as_str())) {
+            let child_files = self
+                .store
+                .get_tree(&files_of(child).unwrap_or_default())
+                .await?;
+            let child_val = self
+                .evaluate(
+                    Some(attempt_id),
+                    child,
+                    &child_files,
+                    1,
+                    Split::Validation,
+                    &format!("{attempt_id}/validation/{child}"),
+                    attempt,
+                )
+                .await?;
+            let best_val = match archive
+                .versions
+                .get(best)
+                .and_then(|v| v.score_on(&self.suite.name, Split::Validation.as_str()))
+            {
                 Some((_, s)) => Some(s),
                 None => {
-                    let best_files = self.store.get_tree(&files_of(best).unwrap_or_default()).await?;
-                    self.evaluate(Some(attempt_id), best, &best_files, 1, Split::Validation, &format!("{attempt_id}/validation/{best}"), attempt).await?.score
+                    let best_files = self
+                        .store
+                        .get_tree(&files_of(best).unwrap_or_default())
+                        .await?;
+                    self.evaluate(
+                        Some(attempt_id),
+                        best,
+                        &best_files,
+                        1,
+                        Split::Validation,
+                        &format!("{attempt_id}/validation/{best}"),
+                        attempt,
+                    )
+                    .await?
+                    .score
                 }
             };
             if !decide::holds_on_validation(child_val.score, best_val) {
-                return Ok(Err(format!("regresses on validation ({} < {})", crate::fmt_score(child_val.score), crate::fmt_score(best_val))));
+                return Ok(Err(format!(
+                    "regresses on validation ({} < {})",
+                    crate::fmt_score(child_val.score),
+                    crate::fmt_score(best_val)
+                )));
             }
-            notes.push(format!("validation {} ≥ {}", crate::fmt_score(child_val.score), crate::fmt_score(best_val)));
+            notes.push(format!(
+                "validation {} ≥ {}",
+                crate::fmt_score(child_val.score),
+                crate::fmt_score(best_val)
+            ));
         }
         if noisy {
-            let child_files = self.store.get_tree(&files_of(child).unwrap_or_default()).await?;
-            let again = self.evaluate(Some(attempt_id), child, &child_files, self.last_stage(), TRAIN, &format!("{attempt_id}/train/re"), attempt).await?;
-            let best_score = self.best_score(&archive, Some(child)).unwrap_or(f64::NEG_INFINITY);
-            if !again.score.is_some_and(|s| decide::beats(s, best_score, self.config.threshold)) {
-                return Ok(Err(format!("does not hold on re-evaluation ({})", crate::fmt_score(again.score))));
+            let child_files = self
+                .store
+                .get_tree(&files_of(child).unwrap_or_default())
+                .await?;
+            let again = self
+                .evaluate(
+                    Some(attempt_id),
+                    child,
+                    &child_files,
+                    self.last_stage(),
+                    TRAIN,
+                    &format!("{attempt_id}/train/re"),
+                    attempt,
+                )
+                .await?;
+            let best_score = self
+                .best_score(&archive, Some(child))
+                .unwrap_or(f64::NEG_INFINITY);
+            if !again
+                .score
+                .is_some_and(|s| decide::beats(s, best_score, self.config.threshold))
+            {
+                return Ok(Err(format!(
+                    "does not hold on re-evaluation ({})",
+                    crate::fmt_score(again.score)
+                )));
             }
             notes.push(format!("re-evaluation {}", crate::fmt_score(again.score)));
         }
-        Ok(Ok(if notes.is_empty() { "no validation split".into() } else { notes.join("; ") }))
+        Ok(Ok(if notes.is_empty() {
+            "no validation split".into()
+        } else {
+            notes.join("; ")
+        }))
     }
 
-    async fn summary(&self, state: &RunState, stop_reason: &str, began: Instant) -> Result<Summary, EvolveError> {
+    async fn summary(
+        &self,
+        state: &RunState,
+        stop_reason: &str,
+        began: Instant,
+    ) -> Result<Summary, EvolveError> {
         let archive = self.archive().await?;
         let count = |o: &str| state.finished_attempts().filter(|f| f.outcome == o).count() as u32;
         let attempts = state.finished_attempts().count() as u32;
         let promoted = count("promoted");
         let admitted = count("admitted") + promoted;
-        let baseline_version = state.attempts.get("baseline").and_then(|b| b.evals.values().next()).map(|r| r.version.clone()).unwrap_or_default();
-        let key = dgm_projections::archive::score_key(&self.suite.name, self.last_stage(), TRAIN.as_str());
+        let baseline_version = state
+            .attempts
+            .get("baseline")
+            .and_then(|b| b.evals.values().next())
+            .map(|r| r.version.clone())
+            .unwrap_or_default();
+        let key = dgm_projections::archive::score_key(
+            &self.suite.name,
+            self.last_stage(),
+            TRAIN.as_str(),
+        );
         let seed_row = archive.versions.get(&baseline_version);
-        let (best_version, best_score) = self.best_version(&archive, None).map(|(v, s)| (v, Some(s))).unwrap_or((baseline_version.clone(), None));
+        let (best_version, best_score) = self
+            .best_version(&archive, None)
+            .map(|(v, s)| (v, Some(s)))
+            .unwrap_or((baseline_version.clone(), None));
         let seed_score = seed_row.and_then(|r| r.scores.get(&key).copied());
         Ok(Summary {
             run_id: self.run_id.clone(),
@@ -720,12 +1234,22 @@ impl<E: Executor + 'static> Evolution<E> {
             promoted,
             rejected: count("rejected"),
             invalid: count("invalid") + count("duplicate"),
-            acceptance_rate: if attempts == 0 { 0.0 } else { admitted as f64 / attempts as f64 },
+            acceptance_rate: if attempts == 0 {
+                0.0
+            } else {
+                admitted as f64 / attempts as f64
+            },
             generations: state.last_generation().unwrap_or(0),
             seed_version: baseline_version.clone(),
             seed_score,
-            best_metrics: archive.versions.get(&best_version).and_then(|r| r.metrics.get(&key).cloned()).unwrap_or_default(),
-            seed_metrics: seed_row.and_then(|r| r.metrics.get(&key).cloned()).unwrap_or_default(),
+            best_metrics: archive
+                .versions
+                .get(&best_version)
+                .and_then(|r| r.metrics.get(&key).cloned())
+                .unwrap_or_default(),
+            seed_metrics: seed_row
+                .and_then(|r| r.metrics.get(&key).cloned())
+                .unwrap_or_default(),
             gain: best_score.zip(seed_score).map(|(b, s)| b - s),
             best_version,
             best_score,

@@ -21,5 +21,7 @@ pub use engine::{Evolution, EvolveError, NoObserver, Observer, Summary};
 
 /// A score for humans.
 pub fn fmt_score(score: Option<f64>) -> String {
-    score.map(|s| format!("{s:.4}")).unwrap_or_else(|| "-".into())
+    score
+        .map(|s| format!("{s:.4}"))
+        .unwrap_or_else(|| "-".into())
 }

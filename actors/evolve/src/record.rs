@@ -40,8 +40,16 @@ pub async fn record_stage(
     ];
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     for t in &report.trajectories {
-        let stdout_blob = if t.stdout.is_empty() { None } else { Some(store.put_blob(&t.stdout).await?) };
-        let stderr_blob = if t.stderr.is_empty() { None } else { Some(store.put_blob(&t.stderr).await?) };
+        let stdout_blob = if t.stdout.is_empty() {
+            None
+        } else {
+            Some(store.put_blob(&t.stdout).await?)
+        };
+        let stderr_blob = if t.stderr.is_empty() {
+            None
+        } else {
+            Some(store.put_blob(&t.stderr).await?)
+        };
         let category = t.error_category.map(|c| c.as_str().to_string());
         if let Some(c) = &category {
             *failures.entry(c.clone()).or_default() += 1;
@@ -72,7 +80,11 @@ pub async fn record_stage(
             .into(),
         );
     }
-    let metrics: BTreeMap<String, f64> = report.metrics().into_iter().filter(|(_, v)| v.is_finite()).collect();
+    let metrics: BTreeMap<String, f64> = report
+        .metrics()
+        .into_iter()
+        .filter(|(_, v)| v.is_finite())
+        .collect();
     let score = Some(report.score).filter(|s| s.is_finite());
     let passed_gate = report.gate_passed();
     events.push(
@@ -84,9 +96,23 @@ pub async fn record_stage(
         }
         .into(),
     );
-    store.append(StreamType::Evaluation, evaluation_id, events, meta).await?;
+    store
+        .append(StreamType::Evaluation, evaluation_id, events, meta)
+        .await?;
     if let (Some(agent), Some(version)) = (subject.agent, subject.version) {
-        record_version_evaluated(store, meta, evaluation_id, agent, version, subject.stage, report.split.as_str(), &report.suite, score, &metrics).await?;
+        record_version_evaluated(
+            store,
+            meta,
+            evaluation_id,
+            agent,
+            version,
+            subject.stage,
+            report.split.as_str(),
+            &report.suite,
+            score,
+            &metrics,
+        )
+        .await?;
     }
     Ok(EvalRecord {
         version: subject.version.unwrap_or_default().into(),

@@ -56,7 +56,11 @@ impl RunState {
             if r.metadata.run_id.as_deref() != Some(run_id) {
                 continue;
             }
-            let attempt_key = r.metadata.attempt_id.clone().unwrap_or_else(|| "baseline".into());
+            let attempt_key = r
+                .metadata
+                .attempt_id
+                .clone()
+                .unwrap_or_else(|| "baseline".into());
             let attempt = state.attempts.entry(attempt_key).or_default();
             match r.event {
                 Event::RunStarted(e) => state.started = Some(e),
@@ -95,7 +99,9 @@ impl RunState {
                                 score: e.score,
                                 metrics: e.metrics,
                                 passed_gate: e.passed_gate,
-                                failures: pending_failures.remove(&e.evaluation_id).unwrap_or_default(),
+                                failures: pending_failures
+                                    .remove(&e.evaluation_id)
+                                    .unwrap_or_default(),
                             },
                         );
                     }
@@ -111,7 +117,11 @@ impl RunState {
         let mut list: Vec<_> = self
             .attempts
             .iter()
-            .filter(|(_, a)| a.started.as_ref().is_some_and(|s| s.generation == generation))
+            .filter(|(_, a)| {
+                a.started
+                    .as_ref()
+                    .is_some_and(|s| s.generation == generation)
+            })
             .collect();
         list.sort_by_key(|(_, a)| a.started.as_ref().map(|s| s.index));
         list

@@ -20,7 +20,10 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,7 +52,9 @@ fn main() {
     let mut direct = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let st = std::process::Command::new(true_path).status().expect("spawn");
+        let st = std::process::Command::new(true_path)
+            .status()
+            .expect("spawn");
         direct.push(t.elapsed());
         assert!(st.success());
     }
@@ -63,7 +68,9 @@ fn main() {
     direct.sort();
     sandboxed.sort();
 
-    let slots = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let slots = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let sup = Supervisor::new(
         AnyBackend::Native(sb.clone()),
         SupervisorConfig { slots },
@@ -75,7 +82,9 @@ fn main() {
         let mut handles = Vec::new();
         for _ in 0..jobs {
             let sup = sup.clone();
-            handles.push(tokio::spawn(async move { sup.execute(Job::new([true_path])).await }));
+            handles.push(tokio::spawn(async move {
+                sup.execute(Job::new([true_path])).await
+            }));
         }
         for h in handles {
             let r = h.await.expect("join").expect("run");

@@ -61,7 +61,8 @@ impl DockerSandbox {
     /// Connects as the Docker CLI would (`DOCKER_HOST` or the local socket)
     /// and negotiates the API version.
     pub async fn connect_default() -> Result<Self, SandboxError> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let docker = Docker::connect_with_defaults().map_err(|e| unavailable(&host, e))?;
         Self::negotiate(docker, &host, DockerConfig::default()).await
     }
@@ -73,7 +74,11 @@ impl DockerSandbox {
         Self::negotiate(docker, addr, config).await
     }
 
-    async fn negotiate(docker: Docker, where_: &str, config: DockerConfig) -> Result<Self, SandboxError> {
+    async fn negotiate(
+        docker: Docker,
+        where_: &str,
+        config: DockerConfig,
+    ) -> Result<Self, SandboxError> {
         let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
             .await
             .map_err(|_| unavailable(where_, "timed out"))?
@@ -99,7 +104,8 @@ impl DockerSandbox {
             let mut wrapped: Vec<String> = vec![
                 "/bin/sh".into(),
                 "-c".into(),
-                "printf %s \"$DGM_STDIN_B64\" | base64 -d | { unset DGM_STDIN_B64; exec \"$@\"; }".into(),
+                "printf %s \"$DGM_STDIN_B64\" | base64 -d | { unset DGM_STDIN_B64; exec \"$@\"; }"
+                    .into(),
                 "sh".into(),
             ];
             wrapped.append(&mut cmd);
@@ -128,7 +134,11 @@ impl DockerSandbox {
                 pids_limit: Some(l.pids as i64),
                 readonly_rootfs: Some(true),
                 tmpfs: Some(tmpfs),
-                network_mode: Some(if l.network { "bridge".into() } else { "none".into() }),
+                network_mode: Some(if l.network {
+                    "bridge".into()
+                } else {
+                    "none".into()
+                }),
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 auto_remove: Some(false),
@@ -199,9 +209,15 @@ impl DockerSandbox {
             }
             Ok(Some(Ok(resp))) => (false, Some(resp.status_code)),
             // bollard reports a non-zero exit as an error.
-            Ok(Some(Err(DockerError::DockerContainerWaitError { code, .. }))) => (false, Some(code)),
+            Ok(Some(Err(DockerError::DockerContainerWaitError { code, .. }))) => {
+                (false, Some(code))
+            }
             Ok(Some(Err(e))) => return Err(api(e)),
-            Ok(None) => return Err(SandboxError::Setup("docker: wait ended without a status".into())),
+            Ok(None) => {
+                return Err(SandboxError::Setup(
+                    "docker: wait ended without a status".into(),
+                ));
+            }
         };
         let wall = started.elapsed();
 
@@ -229,9 +245,15 @@ impl DockerSandbox {
         );
         while let Some(item) = logs.next().await {
             let (buf, trunc, msg) = match item.map_err(api)? {
-                bollard::container::LogOutput::StdOut { message } => (&mut stdout, &mut out_trunc, message),
-                bollard::container::LogOutput::StdErr { message } => (&mut stderr, &mut err_trunc, message),
-                bollard::container::LogOutput::Console { message } => (&mut stdout, &mut out_trunc, message),
+                bollard::container::LogOutput::StdOut { message } => {
+                    (&mut stdout, &mut out_trunc, message)
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    (&mut stderr, &mut err_trunc, message)
+                }
+                bollard::container::LogOutput::Console { message } => {
+                    (&mut stdout, &mut out_trunc, message)
+                }
                 bollard::container::LogOutput::StdIn { .. } => continue,
             };
             let room = cap.saturating_sub(buf.len());
@@ -319,7 +341,11 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -333,7 +359,10 @@ fn base64(data: &[u8]) -> String {
 }
 
 impl Executor for DockerSandbox {
-    fn execute(&self, job: Job) -> impl std::future::Future<Output = Result<ExecResult, SandboxError>> + Send {
+    fn execute(
+        &self,
+        job: Job,
+    ) -> impl std::future::Future<Output = Result<ExecResult, SandboxError>> + Send {
         let this = self.clone();
         async move { this.run(job).await }
     }

@@ -40,12 +40,23 @@ fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
     f
 }
 
-async fn handle(fake: Arc<Fake>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    fake: Arc<Fake>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().to_string();
     let path = strip_version(req.uri().path());
     let query = req.uri().query().unwrap_or("").to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    fake.calls.lock().expect("lock").push((method.clone(), path.clone()));
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    fake.calls
+        .lock()
+        .expect("lock")
+        .push((method.clone(), path.clone()));
     let json_resp = |status: u16, v: Value| {
         Response::builder()
             .status(status)
@@ -82,7 +93,10 @@ async fn handle(fake: Arc<Fake>, req: Request<Incoming>) -> Result<Response<Full
             json!({"Id": "c0ffee", "State": {"Status": "exited", "OOMKilled": false, "ExitCode": fake.exit_code}}),
         ),
         ("GET", "/containers/c0ffee/logs") => {
-            assert!(query.contains("stdout=true") && query.contains("stderr=true"), "{query}");
+            assert!(
+                query.contains("stdout=true") && query.contains("stderr=true"),
+                "{query}"
+            );
             let mut b = frame(1, b"hello from the container\n");
             b.extend(frame(2, b"a warning\n"));
             Response::builder()
@@ -98,7 +112,10 @@ async fn handle(fake: Arc<Fake>, req: Request<Incoming>) -> Result<Response<Full
                 .body(Full::new(Bytes::new()))
                 .expect("response")
         }
-        _ => json_resp(404, json!({"message": format!("fake engine: no route {method} {path}")})),
+        _ => json_resp(
+            404,
+            json!({"message": format!("fake engine: no route {method} {path}")}),
+        ),
     };
     Ok(resp)
 }
@@ -108,12 +125,16 @@ async fn start_fake(exit_code: i64) -> (Arc<Fake>, String) {
         exit_code,
         ..Fake::default()
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let f = fake.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { break };
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
             let f = f.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle(f.clone(), req));
@@ -143,22 +164,37 @@ fn job() -> Job {
 #[tokio::test]
 async fn sends_a_locked_down_host_config_and_reads_logs_before_removing() {
     let (fake, addr) = start_fake(0).await;
-    let sb = DockerSandbox::connect_http(&addr, DockerConfig::default()).await.expect("connect");
+    let sb = DockerSandbox::connect_http(&addr, DockerConfig::default())
+        .await
+        .expect("connect");
     let r = sb.execute(job()).await.expect("run");
     assert_eq!(r.status, ExecStatus::Ok);
     assert_eq!(r.exit_code, Some(0));
     assert_eq!(r.stdout, b"hello from the container\n");
     assert_eq!(r.stderr, b"a warning\n");
 
-    let body = fake.create_body.lock().expect("lock").clone().expect("create was called");
+    let body = fake
+        .create_body
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("create was called");
     let hc = &body["HostConfig"];
     assert_eq!(hc["Memory"], json!(256 * 1024 * 1024));
-    assert_eq!(hc["MemorySwap"], hc["Memory"], "memory = memory_swap (no swap)");
+    assert_eq!(
+        hc["MemorySwap"], hc["Memory"],
+        "memory = memory_swap (no swap)"
+    );
     assert_eq!(hc["CpuPeriod"], json!(100_000));
     assert_eq!(hc["CpuQuota"], json!(50_000));
     assert_eq!(hc["PidsLimit"], json!(32));
     assert_eq!(hc["ReadonlyRootfs"], json!(true));
-    assert!(hc["Tmpfs"]["/tmp"].as_str().expect("tmpfs").contains("size=16777216"));
+    assert!(
+        hc["Tmpfs"]["/tmp"]
+            .as_str()
+            .expect("tmpfs")
+            .contains("size=16777216")
+    );
     assert_eq!(hc["NetworkMode"], json!("none"));
     assert_eq!(hc["CapDrop"], json!(["ALL"]));
     assert_eq!(hc["SecurityOpt"], json!(["no-new-privileges"]));
@@ -176,20 +212,36 @@ async fn sends_a_locked_down_host_config_and_reads_logs_before_removing() {
         .map(|(m, p)| format!("{m} {p}"))
         .filter(|c| c.contains("/containers/"))
         .collect();
-    let pos = |s: &str| calls.iter().position(|c| c == s).unwrap_or_else(|| panic!("{s} missing: {calls:?}"));
+    let pos = |s: &str| {
+        calls
+            .iter()
+            .position(|c| c == s)
+            .unwrap_or_else(|| panic!("{s} missing: {calls:?}"))
+    };
     assert!(pos("POST /containers/create") < pos("POST /containers/c0ffee/start"));
     assert!(pos("POST /containers/c0ffee/start") < pos("POST /containers/c0ffee/wait"));
     assert!(pos("POST /containers/c0ffee/wait") < pos("GET /containers/c0ffee/logs"));
-    assert!(pos("GET /containers/c0ffee/logs") < pos("DELETE /containers/c0ffee"), "logs before delete");
+    assert!(
+        pos("GET /containers/c0ffee/logs") < pos("DELETE /containers/c0ffee"),
+        "logs before delete"
+    );
     let all = fake.calls.lock().expect("lock").clone();
-    assert!(all.iter().any(|(_, p)| p == "/version"), "negotiates the API version");
+    assert!(
+        all.iter().any(|(_, p)| p == "/version"),
+        "negotiates the API version"
+    );
 }
 
 #[tokio::test]
 async fn a_non_zero_exit_is_a_result_not_an_error() {
     let (_fake, addr) = start_fake(3).await;
-    let sb = DockerSandbox::connect_http(&addr, DockerConfig::default()).await.expect("connect");
-    let r = sb.execute(job()).await.expect("bollard's wait error must map to a result");
+    let sb = DockerSandbox::connect_http(&addr, DockerConfig::default())
+        .await
+        .expect("connect");
+    let r = sb
+        .execute(job())
+        .await
+        .expect("bollard's wait error must map to a result");
     assert_eq!(r.status, ExecStatus::NonZeroExit);
     assert_eq!(r.exit_code, Some(3));
 }

@@ -22,7 +22,10 @@ impl ExecutionListener for Recorder {
             Ok(r) => format!("{:?}", r.status),
             Err(e) => e.to_string(),
         };
-        self.0.lock().expect("lock").push(format!("finished {id} {what}"));
+        self.0
+            .lock()
+            .expect("lock")
+            .push(format!("finished {id} {what}"));
     }
 }
 
@@ -35,7 +38,11 @@ fn native(subdir: &str) -> NativeSandbox {
 }
 
 fn supervisor(slots: usize, subdir: &str, rec: Arc<Recorder>) -> Supervisor {
-    Supervisor::new(AnyBackend::Native(native(subdir)), SupervisorConfig { slots }, rec)
+    Supervisor::new(
+        AnyBackend::Native(native(subdir)),
+        SupervisorConfig { slots },
+        rec,
+    )
 }
 
 fn sleep_job(secs: &str) -> Job {
@@ -50,7 +57,8 @@ async fn one_slot_runs_jobs_in_fifo_order() {
     for i in 0..3 {
         let sup = sup.clone();
         handles.push(tokio::spawn(async move {
-            sup.execute_with_id(format!("job{i}"), Job::new(["sh", "-c", "sleep 0.2"])).await
+            sup.execute_with_id(format!("job{i}"), Job::new(["sh", "-c", "sleep 0.2"]))
+                .await
         }));
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
@@ -91,13 +99,22 @@ async fn cancel_kills_a_running_and_a_queued_execution() {
     assert!(sup.cancel("b"), "queued execution");
     assert!(sup.cancel("a"), "running execution");
     assert!(!sup.cancel("nope"));
-    assert!(matches!(a.await.expect("join"), Err(SandboxError::Cancelled)));
-    assert!(matches!(b.await.expect("join"), Err(SandboxError::Cancelled)));
+    assert!(matches!(
+        a.await.expect("join"),
+        Err(SandboxError::Cancelled)
+    ));
+    assert!(matches!(
+        b.await.expect("join"),
+        Err(SandboxError::Cancelled)
+    ));
     assert!(start.elapsed() < Duration::from_secs(3));
     assert!(no_process("sleep 123457") && no_process("sleep 123458"));
     let log = rec.0.lock().expect("lock").clone();
     assert!(log.contains(&"started a".to_string()));
-    assert!(!log.contains(&"started b".to_string()), "b never got a slot: {log:?}");
+    assert!(
+        !log.contains(&"started b".to_string()),
+        "b never got a slot: {log:?}"
+    );
     assert!(log.contains(&"finished a cancelled".to_string()), "{log:?}");
     assert!(log.contains(&"finished b cancelled".to_string()), "{log:?}");
 }
@@ -106,7 +123,10 @@ async fn cancel_kills_a_running_and_a_queued_execution() {
 async fn dropping_the_future_kills_the_payload_and_cleans_up() {
     let subdir = "dgm-sandbox-test-drop";
     let sb = native(subdir);
-    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .count();
     let r = tokio::time::timeout(Duration::from_millis(500), sb.execute(sleep_job("424243"))).await;
     assert!(r.is_err(), "must still be running");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -114,8 +134,14 @@ async fn dropping_the_future_kills_the_payload_and_cleans_up() {
     // A timeout and a normal run too, then nothing may be left.
     let mut job = sleep_job("424244");
     job.limits.timeout = Duration::from_millis(300);
-    assert_eq!(sb.execute(job).await.expect("run").status, ExecStatus::Timeout);
-    assert_eq!(sb.execute(Job::new(["true"])).await.expect("run").status, ExecStatus::Ok);
+    assert_eq!(
+        sb.execute(job).await.expect("run").status,
+        ExecStatus::Timeout
+    );
+    assert_eq!(
+        sb.execute(Job::new(["true"])).await.expect("run").status,
+        ExecStatus::Ok
+    );
     assert!(no_process("sleep 424244"));
     for dir in sb.cgroup_layout().dirs() {
         let left: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -127,8 +153,14 @@ async fn dropping_the_future_kills_the_payload_and_cleans_up() {
         assert!(left.is_empty(), "cgroups left behind: {left:?}");
         let _ = std::fs::remove_dir(&dir);
     }
-    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().count();
-    assert_eq!(mounts_before, mounts_after, "a mount leaked into the host namespace");
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .count();
+    assert_eq!(
+        mounts_before, mounts_after,
+        "a mount leaked into the host namespace"
+    );
 }
 
 #[test]
@@ -139,7 +171,8 @@ fn actix_actor_shell_forwards_to_the_supervisor() {
     let result = sys.block_on(async {
         let sup = supervisor(2, "dgm-sandbox-test-actor", Arc::new(Recorder::default()));
         let addr = SandboxSupervisorActor::new(sup).start();
-        addr.send(Execute(Job::new(["python3", "-c", "print(40 + 2)"]))).await
+        addr.send(Execute(Job::new(["python3", "-c", "print(40 + 2)"])))
+            .await
     });
     let r = result.expect("mailbox").expect("run");
     assert_eq!(r.stdout, b"42\n");
@@ -150,10 +183,12 @@ fn no_process(needle: &str) -> bool {
         if e.file_name().to_string_lossy().parse::<u32>().is_err() {
             continue;
         }
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).replace('\0', " ").contains(needle) {
-                return false;
-            }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .contains(needle)
+        {
+            return false;
         }
     }
     true

@@ -76,10 +76,8 @@ impl Layout {
                         }
                     }
                 }
-                "cgroup2" => {
-                    if v2_mount.is_none() || f[1] == "/sys/fs/cgroup" {
-                        v2_mount = Some(PathBuf::from(f[1]));
-                    }
+                "cgroup2" if v2_mount.is_none() || f[1] == "/sys/fs/cgroup" => {
+                    v2_mount = Some(PathBuf::from(f[1]));
                 }
                 _ => {}
             }
@@ -276,10 +274,10 @@ impl Cgroup {
         let mut wanted = vec![cg.memory.clone(), cg.pids.clone()];
         if let Layout::V1 { cpu, cpuacct, .. } = layout {
             wanted.push(cpu.join(name));
-            if let Some(a) = cpuacct {
-                if a != cpu {
-                    wanted.push(a.join(name));
-                }
+            if let Some(a) = cpuacct
+                && a != cpu
+            {
+                wanted.push(a.join(name));
             }
         }
         for d in wanted {

@@ -13,8 +13,8 @@
 
 mod cgroup;
 mod child;
-pub mod landlock;
-pub mod seccomp;
+mod landlock;
+mod seccomp;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -512,16 +512,17 @@ impl NativeSandbox {
                     Op::ReadOnly(cpath(&inside)?),
                     "making /etc/{name} read-only"
                 );
-            } else if meta.is_file() && meta.len() <= 4 * 1024 * 1024 {
-                if let Ok(data) = std::fs::read(&host) {
-                    op!(
-                        Op::WriteFile {
-                            path: cpath(&inside)?,
-                            data,
-                        },
-                        "writing /etc/{name}"
-                    );
-                }
+            } else if meta.is_file()
+                && meta.len() <= 4 * 1024 * 1024
+                && let Ok(data) = std::fs::read(&host)
+            {
+                op!(
+                    Op::WriteFile {
+                        path: cpath(&inside)?,
+                        data,
+                    },
+                    "writing /etc/{name}"
+                );
             }
         }
         let id = child::SANDBOX_ID;
