@@ -87,6 +87,18 @@ pub struct Trajectory {
     pub cost_usd: Option<f64>,
 }
 
+/// A model's DGM-style diagnosis of a parent: what goes wrong, what could be
+/// done, the one thing to do next and how, as a problem statement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiagnosisAnalysis {
+    pub model: String,
+    pub summary: String,
+    pub possible_improvements: Vec<String>,
+    pub chosen_proposal: String,
+    pub implementation_suggestion: String,
+    pub problem_statement: String,
+}
+
 events! {
     /// An agent was registered from its manifest; its seed version follows.
     AgentRegistered @ "2" {
@@ -172,6 +184,26 @@ events! {
         rationales: Vec<String>,
         /// Strategies (ids) handed to the proposer.
         strategies: Vec<String>,
+        /// A model's analysis (DGM style), when the proposer made one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<DiagnosisAnalysis>,
+    }
+    /// One call to a language model (by a proposer, for diagnosis or a
+    /// proposal): which model, how many tokens, how long, what it cost, how it
+    /// ended. Never the API key.
+    LlmCallMade @ "1" {
+        run_id: String,
+        attempt_id: Option<String>,
+        /// diagnose, propose, retry (a mismatch fed back) or improve.
+        purpose: String,
+        model: String,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        latency_ms: u64,
+        cost_usd: f64,
+        /// ok, http_429, http_500, timeout, malformed, transport, budget.
+        outcome: String,
+        error: Option<String>,
     }
     /// How an attempt ended, and why.
     AttemptFinished @ "1" {

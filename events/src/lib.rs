@@ -11,6 +11,7 @@ pub mod event;
 pub mod metadata;
 mod migrate;
 pub mod patch;
+mod repository;
 pub mod store;
 pub mod testing;
 pub mod upcast;

@@ -6,17 +6,29 @@
 
 use crate::store::{Db, StoreError};
 
-const SQLITE: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/sqlite/0001_event_log.sql"),
-)];
-const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/postgres/0001_event_log.sql"),
-)];
+const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/sqlite/0001_event_log.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_batched_positions.sql"),
+    ),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_event_log.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_batched_positions.sql"),
+    ),
+];
 
 /// The newest schema this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) async fn run(db: &Db) -> Result<(), StoreError> {
     match db {

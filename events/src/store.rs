@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
-use postgres_es::PostgresEventRepository;
-use sqlite_es::SqliteEventRepository;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
@@ -21,6 +19,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::aggregates::*;
 use crate::event::Event;
 use crate::metadata::Metadata;
+use crate::repository::LogRepository;
 use crate::upcast::{TableUpcaster, upcast};
 
 /// Where the log lives.
@@ -108,38 +107,25 @@ pub struct Recorded {
     pub metadata: Metadata,
 }
 
+#[derive(Clone)]
 pub(crate) enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
 
-/// One cqrs-es framework per aggregate and back end, in event-store mode
-/// (never the snapshot or aggregate store: they apply events twice).
-enum Framework<A: Aggregate> {
-    Sqlite(CqrsFramework<A, PersistedEventStore<SqliteEventRepository, A>>),
-    Postgres(CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>),
-}
+/// One cqrs-es framework per aggregate, in event-store mode (never the
+/// snapshot or aggregate store: they apply events twice), over our own
+/// repository.
+struct Framework<A: Aggregate>(CqrsFramework<A, PersistedEventStore<LogRepository, A>>);
 
 impl<A: Aggregate<Error = CommandError, Services = ()>> Framework<A>
 where
     A::Command: Clone,
 {
     fn new(db: &Db) -> Self {
-        match db {
-            Db::Sqlite(pool) => {
-                let store =
-                    PersistedEventStore::new_event_store(SqliteEventRepository::new(pool.clone()))
-                        .with_upcasters(vec![Box::new(TableUpcaster)]);
-                Framework::Sqlite(CqrsFramework::new(store, vec![], ()))
-            }
-            Db::Postgres(pool) => {
-                let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(
-                    pool.clone(),
-                ))
-                .with_upcasters(vec![Box::new(TableUpcaster)]);
-                Framework::Postgres(CqrsFramework::new(store, vec![], ()))
-            }
-        }
+        let store = PersistedEventStore::new_event_store(LogRepository::new(db))
+            .with_upcasters(vec![Box::new(TableUpcaster)]);
+        Framework(CqrsFramework::new(store, vec![], ()))
     }
 
     /// Executes, reloading and retrying when another writer got there first.
@@ -152,10 +138,7 @@ where
         const MAX_TRIES: u32 = 200;
         for attempt in 0..MAX_TRIES {
             let map: HashMap<String, String> = meta.to_map();
-            let result = match self {
-                Framework::Sqlite(f) => f.execute_with_metadata(id, command.clone(), map).await,
-                Framework::Postgres(f) => f.execute_with_metadata(id, command.clone(), map).await,
-            };
+            let result = self.0.execute_with_metadata(id, command.clone(), map).await;
             match result {
                 Ok(()) => return Ok(()),
                 Err(AggregateError::AggregateConflict) => {

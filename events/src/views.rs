@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::store::{Db, Store, StoreError};
 
+/// Rows per statement when writing views.
+const CHUNK: usize = 300;
+
 /// Rows of one view (key → JSON) and the position they reflect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViewSnapshot {
@@ -82,16 +85,27 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                for key in &change.deletes {
-                    sqlx::query("DELETE FROM view_rows WHERE view = ? AND key = ?")
-                        .bind(view)
-                        .bind(key)
-                        .execute(&mut *tx)
-                        .await?;
+                for keys in change.deletes.chunks(CHUNK) {
+                    let sql = format!(
+                        "DELETE FROM view_rows WHERE view = ? AND key IN ({})",
+                        vec!["?"; keys.len()].join(", ")
+                    );
+                    let mut q = sqlx::query(&sql).bind(view);
+                    for key in keys {
+                        q = q.bind(key);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
-                for (key, value) in &change.upserts {
-                    sqlx::query("INSERT INTO view_rows (view, key, value) VALUES (?, ?, ?) ON CONFLICT (view, key) DO UPDATE SET value = excluded.value")
-                        .bind(view).bind(key).bind(value).execute(&mut *tx).await?;
+                for rows in change.upserts.chunks(CHUNK) {
+                    let sql = format!(
+                        "INSERT INTO view_rows (view, key, value) VALUES {} ON CONFLICT (view, key) DO UPDATE SET value = excluded.value",
+                        vec!["(?, ?, ?)"; rows.len()].join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for (key, value) in rows {
+                        q = q.bind(view).bind(key).bind(value);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -108,16 +122,26 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                for key in &change.deletes {
-                    sqlx::query("DELETE FROM view_rows WHERE view = $1 AND key = $2")
+                for keys in change.deletes.chunks(CHUNK) {
+                    sqlx::query("DELETE FROM view_rows WHERE view = $1 AND key = ANY($2)")
                         .bind(view)
-                        .bind(key)
+                        .bind(keys)
                         .execute(&mut *tx)
                         .await?;
                 }
-                for (key, value) in &change.upserts {
-                    sqlx::query("INSERT INTO view_rows (view, key, value) VALUES ($1, $2, $3) ON CONFLICT (view, key) DO UPDATE SET value = excluded.value")
-                        .bind(view).bind(key).bind(value).execute(&mut *tx).await?;
+                for rows in change.upserts.chunks(CHUNK) {
+                    let placeholders: Vec<String> = (0..rows.len())
+                        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO view_rows (view, key, value) VALUES {} ON CONFLICT (view, key) DO UPDATE SET value = excluded.value",
+                        placeholders.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for (key, value) in rows {
+                        q = q.bind(view).bind(key).bind(value);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }

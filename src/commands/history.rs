@@ -71,7 +71,28 @@ pub fn describe(event: &Event) -> String {
             "{} gen {} #{} parent {} ({})",
             e.attempt_id, e.generation, e.index, e.parent, e.selection
         ),
-        Event::DiagnosisMade(e) => format!("{}: {}", e.attempt_id, e.summary),
+        Event::DiagnosisMade(e) => match &e.analysis {
+            Some(a) => format!(
+                "{}: {} — {} proposes: {}",
+                e.attempt_id, e.summary, a.model, a.chosen_proposal
+            ),
+            None => format!("{}: {}", e.attempt_id, e.summary),
+        },
+        Event::LlmCallMade(e) => format!(
+            "{} {} {}: {} in + {} out tokens, {} ms, ${:.6}{}",
+            e.attempt_id.as_deref().unwrap_or(&e.run_id),
+            e.purpose,
+            e.model,
+            e.prompt_tokens,
+            e.completion_tokens,
+            e.latency_ms,
+            e.cost_usd,
+            if e.outcome == "ok" {
+                String::new()
+            } else {
+                format!(" ({})", e.outcome)
+            }
+        ),
         Event::AttemptFinished(e) => format!(
             "{} {} {}: {}",
             e.attempt_id,

@@ -31,9 +31,17 @@ async fn measure<E: Executor>(name: &str, exec: &E, runs: usize, parallelism: us
     let mut last: Option<StageReport> = None;
     for _ in 0..runs {
         let t = Instant::now();
-        let r = run_stage(&suite, &Stage::all(), Split::Train, &spec, exec, &opts, &|_| {})
-            .await
-            .expect("run");
+        let r = run_stage(
+            &suite,
+            &Stage::all(),
+            Split::Train,
+            &spec,
+            exec,
+            &opts,
+            &|_| {},
+        )
+        .await
+        .expect("run");
         elapsed += t.elapsed().as_secs_f64();
         sandbox += r.perf.task_wall_ms / 1000.0;
         check += r.perf.check_ms / 1000.0;
@@ -54,7 +62,10 @@ async fn measure<E: Executor>(name: &str, exec: &E, runs: usize, parallelism: us
         r.tasks
     );
     for t in r.trajectories.iter().filter(|t| !t.passed()) {
-        println!("  failed {}: {:?} {:?}", t.task_id, t.error_category, t.rationale);
+        println!(
+            "  failed {}: {:?} {:?}",
+            t.task_id, t.error_category, t.rationale
+        );
     }
 }
 

@@ -249,3 +249,36 @@ fn committed_instances_match_the_generator() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The same smoke stage through the real native sandbox, where it can start
+/// here (it needs user namespaces and cgroups; skipped otherwise).
+#[tokio::test]
+async fn native_sandbox_runs_the_binpack_smoke_stage() {
+    let listener = std::sync::Arc::new(dgm_sandbox::supervisor::NoopListener);
+    let sup = match dgm_sandbox::supervisor::Supervisor::native(listener) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipping: native sandbox unavailable: {e}");
+            return;
+        }
+    };
+    let suite = load_suite(repo().join("benchmarks/binpack")).unwrap();
+    let spec = agent(&repo().join("examples/binpack"), &["python3", "pack.py"]);
+    let stage = suite.stage("smoke").unwrap().clone();
+    let native = run_stage(&suite, &stage, Split::Train, &spec, &sup, &opts(2), &quiet)
+        .await
+        .unwrap();
+    let direct = run_stage(
+        &suite,
+        &stage,
+        Split::Train,
+        &spec,
+        &DirectExecutor,
+        &opts(2),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(native.passed, 2, "{}", dgm_bench::render_table(&native));
+    assert_eq!(native.metrics(), direct.metrics());
+}

@@ -14,5 +14,8 @@ pub mod python;
 pub mod tree;
 
 pub use mutate::{MutateConfig, MutateProposer, OperatorWeights};
-pub use proposer::{Diagnosis, FailureCategory, Proposal, ProposalRequest, ProposeError, Proposer};
+pub use proposer::{
+    AttemptNote, CallRecord, Diagnosis, DiagnosisAnalysis, FailureCategory, FailureExample,
+    Feedback, Proposal, ProposalRequest, ProposeError, Proposer, Recorded, StrategyNote,
+};
 pub use tree::{CodeTree, FilePolicy, glob_matches};

@@ -28,10 +28,103 @@ pub struct Diagnosis {
     pub failure_categories: Vec<FailureCategory>,
     /// Failure rationales and useful ReasoningBank strategies, as text.
     pub rationales: Vec<String>,
+    /// Failed trajectories of the parent, with their log (stderr) excerpts.
+    #[serde(default)]
+    pub failures: Vec<FailureExample>,
+    /// A model's analysis of the failures (DGM style), when a proposer made one.
+    #[serde(default)]
+    pub analysis: Option<DiagnosisAnalysis>,
+}
+
+/// One failed trajectory of the parent, as a prompt quotes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureExample {
+    pub task: String,
+    pub category: String,
+    pub rationale: Option<String>,
+    /// The end of the run's output (stderr first), already capped by the runner.
+    pub excerpt: String,
+}
+
+/// A DGM-style diagnosis by a model: what goes wrong and the one change to make next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiagnosisAnalysis {
+    /// The model that wrote it.
+    pub model: String,
+    pub summary: String,
+    pub possible_improvements: Vec<String>,
+    pub chosen_proposal: String,
+    pub implementation_suggestion: String,
+    pub problem_statement: String,
+}
+
+/// A ReasoningBank strategy as the proposer sees it: what worked, and how often.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StrategyNote {
+    pub kind: String,
+    pub diagnosis: String,
+    pub summary: String,
+    /// Wins / uses (0 when never used since it was stored).
+    pub win_rate: f64,
+    pub uses: u64,
+}
+
+/// An earlier attempt on this lineage (the parent and its ancestors), with its outcome.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttemptNote {
+    /// The version the attempt proposed from.
+    pub parent: String,
+    /// `kind: summary` of the proposal.
+    pub summary: String,
+    /// promoted, admitted, rejected, invalid, duplicate.
+    pub outcome: String,
+    pub score: Option<f64>,
+    pub reason: String,
+}
+
+/// One call a proposer made to a model, for the event log. Never holds a key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// `diagnose`, `propose`, `retry` (a mismatch fed back) or `improve`.
+    pub purpose: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub latency_ms: u64,
+    pub cost_usd: f64,
+    /// `ok`, `http_429`, `http_500`, `timeout`, `malformed`, `transport`, `budget`.
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// A result together with the model calls made to produce it.
+#[derive(Debug)]
+pub struct Recorded<T> {
+    pub value: T,
+    pub calls: Vec<CallRecord>,
+}
+
+impl<T> Recorded<T> {
+    /// A result that cost no model call.
+    pub fn free(value: T) -> Self {
+        Self {
+            value,
+            calls: Vec::new(),
+        }
+    }
+}
+
+/// How a proposal fared, told back to the proposer once its attempt is decided.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// The proposal's kind (`llm:MODEL`, `mutate:constant`, ...).
+    pub kind: String,
+    /// Child train score − parent train score; `None` when the child was not scored.
+    pub improvement: Option<f64>,
 }
 
 /// Everything a proposer needs to produce one child.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProposalRequest {
     /// The parent version's full code.
     pub parent: CodeTree,
@@ -45,6 +138,15 @@ pub struct ProposalRequest {
     pub donor: Option<CodeTree>,
     /// Seed for every random choice: the same request gives the same proposal.
     pub seed: u64,
+    /// The parent's train score, when it has one.
+    #[serde(default)]
+    pub parent_score: Option<f64>,
+    /// Live ReasoningBank strategies of this agent, best first.
+    #[serde(default)]
+    pub strategies: Vec<StrategyNote>,
+    /// Recent attempts on this lineage, newest first.
+    #[serde(default)]
+    pub lineage: Vec<AttemptNote>,
 }
 
 impl ProposalRequest {
@@ -62,6 +164,9 @@ impl ProposalRequest {
             diagnosis: Diagnosis::default(),
             donor: None,
             seed,
+            parent_score: None,
+            strategies: Vec::new(),
+            lineage: Vec::new(),
         }
     }
 
@@ -108,4 +213,24 @@ pub trait Proposer: Send + Sync {
 
     /// Proposes one child. A child always differs from the parent and only in evolvable files.
     async fn propose(&self, request: &ProposalRequest) -> Result<Proposal, ProposeError>;
+
+    /// [`Proposer::propose`], with the model calls it made (the loop logs them).
+    async fn propose_recorded(
+        &self,
+        request: &ProposalRequest,
+    ) -> Recorded<Result<Proposal, ProposeError>> {
+        Recorded::free(self.propose(request).await)
+    }
+
+    /// A model's analysis of the parent's failures, for proposers that make one
+    /// (the loop stores it with the diagnosis and hands it back in the request).
+    async fn analyse(
+        &self,
+        _request: &ProposalRequest,
+    ) -> Recorded<Result<Option<DiagnosisAnalysis>, ProposeError>> {
+        Recorded::free(Ok(None))
+    }
+
+    /// How a proposal fared (bandits over models learn from it).
+    fn observe(&self, _feedback: &Feedback) {}
 }

@@ -2,7 +2,10 @@
 //! multi-threaded tokio process, so the cloned child may not allocate, lock or
 //! panic: everything is prepared in [`Plan`] beforehand and this module only
 //! makes raw syscalls. Failures are reported to the parent as a fixed-size
-//! record on a pipe.
+//! record on a pipe. In particular the id-changing calls go straight to the
+//! kernel: glibc's `setresuid`/`setgroups` broadcast to all threads of the
+//! parent under a lock that may be held at the moment of the clone (seen
+//! here as a sandbox hanging on a futex until its timeout).
 //!
 //! Process layout: the parent clones `init` (pid 1 of a new pid namespace,
 //! inside new user/mount/ipc/uts/cgroup/net namespaces). `init` builds the
@@ -329,7 +332,11 @@ pub unsafe fn init_main(plan: &mut Plan) -> ! {
         libc::close(FD_SYNC);
 
         if plan.drop_groups {
-            check(libc::setgroups(0, std::ptr::null()), Stage::Groups, 0);
+            check(
+                libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()),
+                Stage::Groups,
+                0,
+            );
         }
         // Open the host sources while we still have the host's view and ids.
         for (i, src) in plan.sources.iter().enumerate() {
@@ -351,9 +358,9 @@ pub unsafe fn init_main(plan: &mut Plan) -> ! {
             0,
         );
         // Files we create must belong to an id mapped in our namespace.
-        libc::setfsgid(SANDBOX_ID);
-        libc::setfsuid(SANDBOX_ID);
-        if libc::setfsuid(SANDBOX_ID) != SANDBOX_ID as c_int {
+        libc::syscall(libc::SYS_setfsgid, SANDBOX_ID);
+        libc::syscall(libc::SYS_setfsuid, SANDBOX_ID);
+        if libc::syscall(libc::SYS_setfsuid, SANDBOX_ID) != SANDBOX_ID as libc::c_long {
             fail(Stage::FsIds, 0, libc::EPERM);
         }
         libc::umask(0o022);
@@ -532,8 +539,16 @@ unsafe fn payload_main(plan: &Plan) -> ! {
             0,
         );
         let id = SANDBOX_ID;
-        check(libc::setresgid(id, id, id), Stage::Ids, 0);
-        check(libc::setresuid(id, id, id), Stage::Ids, 1);
+        check(
+            libc::syscall(libc::SYS_setresgid, id, id, id),
+            Stage::Ids,
+            0,
+        );
+        check(
+            libc::syscall(libc::SYS_setresuid, id, id, id),
+            Stage::Ids,
+            1,
+        );
         // No capabilities at all, in any set.
         #[repr(C)]
         struct CapHeader {
