@@ -380,12 +380,21 @@ impl RawRow {
     fn decode(self) -> Result<Recorded, StoreError> {
         let position = self.position as u64;
         let corrupt = |message: String| StoreError::Corrupt { position, message };
-        let payload: serde_json::Value = serde_json::from_str(&self.payload)
-            .map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
-        let payload = upcast(&self.event_type, &self.event_version, payload)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let event: Event = serde_json::from_value(payload)
-            .map_err(|e| corrupt(format!("{} payload does not match: {e}", self.event_type)))?;
+        let current = Event::current_version(&self.event_type) == Some(self.event_version.as_str());
+        // Fast path: a current-version payload decodes straight into the enum.
+        let direct = if current { serde_json::from_str::<Event>(&self.payload).ok() } else { None };
+        let event = match direct {
+            Some(event) => event,
+            None => {
+                let payload: serde_json::Value = serde_json::from_str(&self.payload)
+                    .map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
+                let payload = upcast(&self.event_type, &self.event_version, payload)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                serde_json::from_value(payload).map_err(|e| {
+                    corrupt(format!("{} payload does not match: {e}", self.event_type))
+                })?
+            }
+        };
         if event.event_type() != self.event_type {
             return Err(corrupt(format!(
                 "stored as {} but the payload is {}",
