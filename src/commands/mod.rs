@@ -113,11 +113,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             memory::trajectories(&Context::open(store, json.json).await?, filter, limit).await
         }
         Command::Sandbox(cmd) => {
-            sandbox::run(
-                cmd,
-                std::sync::Arc::new(dgm_sandbox::supervisor::NoopListener),
-            )
-            .await
+            // Executions are recorded like every other step.
+            let ctx = Context::open(store, false).await?;
+            let store = std::sync::Arc::new(ctx.store);
+            let listener = crate::sandbox_events::EventListener::new(
+                store.clone(),
+                dgm_events::Metadata::new("sandbox-supervisor"),
+            );
+            let code = sandbox::run(cmd, listener.clone()).await;
+            listener.flush().await;
+            code
         }
     }
 }
