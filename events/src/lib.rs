@@ -10,7 +10,6 @@ pub mod blobs;
 pub mod event;
 pub mod metadata;
 mod migrate;
-pub mod patch;
 mod repository;
 pub mod store;
 pub mod testing;

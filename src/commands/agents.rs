@@ -3,66 +3,24 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use dgm_events::agent::{read_dir_files, write_dir_files};
-use dgm_events::blobs::tree_hash;
-use dgm_events::{AgentCommand, AgentManifest, Metadata, Origin, VersionCreated};
+use dgm_events::agent::write_dir_files;
+use dgm_events::{AgentCommand, Metadata};
 use dgm_projections::projector::{as_of, catch_up};
 use dgm_projections::{AgentArchive, Archive, VersionRow};
 
 use crate::context::Context;
 use crate::output;
 
-/// A version id: the first 12 hex digits of its tree hash.
-pub fn version_id(tree_hash: &str) -> String {
-    tree_hash[..12.min(tree_hash.len())].to_string()
-}
-
 pub async fn add(ctx: &Context, dir: &Path) -> anyhow::Result<i32> {
-    let manifest = AgentManifest::load(dir)?;
-    let files = read_dir_files(dir).with_context(|| format!("reading {}", dir.display()))?;
-    if let Some(missing) = manifest
-        .evolvable
-        .iter()
-        .find(|g| !files.keys().any(|p| dgm_events::agent::glob_match(g, p)))
-    {
-        bail!(
-            "{}: `evolvable` entry {missing:?} matches no file",
-            dir.join(AgentManifest::FILE).display()
-        );
-    }
-    let hash = ctx.store.put_tree(&files).await?;
-    debug_assert_eq!(hash, tree_hash(&files));
-    let version = version_id(&hash);
-    let name = manifest.name.clone();
-    ctx.store
-        .agent(
-            &name,
-            AgentCommand::Register {
-                manifest,
-                source: std::fs::canonicalize(dir)
-                    .ok()
-                    .map(|d| d.display().to_string()),
-                seed: VersionCreated {
-                    agent: name.clone(),
-                    version: version.clone(),
-                    parent: None,
-                    tree_hash: hash,
-                    patch: String::new(),
-                    origin: Origin::Seed,
-                    summary: format!("seed from {}", dir.display()),
-                },
-            },
-            &Metadata::new("cli"),
-        )
-        .await?;
+    let r = dgm_evolve::builder::register(&ctx.store, dir, "cli").await?;
     if ctx.json {
         output::json(
-            &serde_json::json!({"agent": name, "seed_version": version, "files": files.len()}),
+            &serde_json::json!({"agent": r.agent, "seed_version": r.seed_version, "files": r.files}),
         )?;
     } else {
         println!(
-            "registered agent `{name}`: seed version {version} ({} files)",
-            files.len()
+            "registered agent `{}`: seed version {} ({} files)",
+            r.agent, r.seed_version, r.files
         );
     }
     Ok(0)

@@ -47,9 +47,12 @@ pub struct EvolveArgs {
     /// DGM selection's sigmoid midpoint α0
     #[arg(long, default_value_t = dgm_evolve::selection::DGM_ALPHA0)]
     pub alpha0: f64,
-    /// How children are proposed: mutate (offline AST mutation and crossover)
+    /// How children are proposed: mutate (offline AST mutation and crossover),
+    /// llm (an OpenAI-compatible server) or self (the agent's own improve entry)
     #[arg(long, default_value = "mutate")]
     pub proposer: String,
+    #[command(flatten)]
+    pub llm: LlmArgs,
     /// Seed for every random choice; the same seed gives the same decisions
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -67,6 +70,80 @@ pub struct EvolveArgs {
     pub parallelism: Option<usize>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of the `llm` and `self` proposers (see docs/llm.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LlmArgs {
+    /// The OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp, OpenRouter)
+    #[arg(long, env = "OPENAI_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The environment variable that holds the API key (the key itself is never a flag)
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR")]
+    pub api_key_env: String,
+    /// A model, repeatable: NAME or NAME@IN,OUT with USD per million prompt/completion tokens
+    #[arg(long = "model", env = "DGM_LLM_MODELS", value_delimiter = ',', value_name = "NAME[@IN,OUT]")]
+    pub models: Vec<String>,
+    /// The model that writes diagnoses [default: the first model]
+    #[arg(long, value_name = "NAME")]
+    pub diagnosis_model: Option<String>,
+    /// Skip the model's DGM-style diagnosis before each proposal
+    #[arg(long)]
+    pub no_llm_diagnosis: bool,
+    /// Rounds of feeding an edit that does not apply back to the model
+    #[arg(long, default_value_t = 2)]
+    pub fix_rounds: u32,
+    /// A directory whose system.md / propose.md / fix.md / diagnose*.md replace the default prompts
+    #[arg(long, value_name = "DIR")]
+    pub prompt_dir: Option<PathBuf>,
+    /// Limit on one model call (e.g. 60s)
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub llm_timeout: Duration,
+    /// Retries of a call after 429, 5xx, a timeout or a garbled reply
+    #[arg(long, default_value_t = 4)]
+    pub llm_retries: u32,
+    /// First backoff between retries; it doubles each time
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub llm_backoff: Duration,
+    /// Stop the run once its model calls used this many tokens
+    #[arg(long, value_name = "TOKENS")]
+    pub max_tokens: Option<u64>,
+    /// Stop the run once its model calls cost this many dollars
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+    /// The self proposer's entry point, run in a copy of the agent's code
+    #[arg(long, default_value = "python3 improve.py", value_name = "COMMAND")]
+    pub improve_command: String,
+    /// Limit on one run of the improve entry
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub improve_timeout: Duration,
+}
+
+impl LlmArgs {
+    /// What a run records to rebuild its proposer on resume (no key: only the variable's name).
+    fn settings(&self) -> anyhow::Result<serde_json::Value> {
+        let prompt_dir = match &self.prompt_dir {
+            Some(d) => Some(
+                std::fs::canonicalize(d)
+                    .with_context(|| format!("prompt directory {}", d.display()))?,
+            ),
+            None => None,
+        };
+        Ok(serde_json::json!({
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "models": self.models,
+            "diagnosis_model": self.diagnosis_model,
+            "diagnose": !self.no_llm_diagnosis,
+            "fix_rounds": self.fix_rounds,
+            "prompt_dir": prompt_dir,
+            "timeout_ms": self.llm_timeout.as_millis() as u64,
+            "retries": self.llm_retries,
+            "backoff_ms": self.llm_backoff.as_millis() as u64,
+            "improve_command": self.improve_command,
+            "improve_timeout_ms": self.improve_timeout.as_millis() as u64,
+        }))
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -88,10 +165,92 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn proposer(name: &str) -> anyhow::Result<Arc<dyn Proposer>> {
+/// The proposer a run names, built from its recorded settings.
+fn proposer(
+    name: &str,
+    config: &EvolveConfig,
+    executor: &Arc<Supervisor>,
+) -> anyhow::Result<Arc<dyn Proposer>> {
+    let settings = &config.proposer_settings;
+    let text = |k: &str| settings.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let number = |k: &str| settings.get(k).and_then(|v| v.as_u64());
+    let base_url = text("base_url")
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| dgm_llm::ClientConfig::DEFAULT_BASE_URL.to_string());
+    let key_var = text("api_key_env").unwrap_or_else(|| "OPENAI_API_KEY".into());
+    let key = std::env::var(&key_var).unwrap_or_default();
+    let models: Vec<String> = settings
+        .get("models")
+        .and_then(|m| m.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     match name {
         "mutate" => Ok(Arc::new(MutateProposer::new(MutateConfig::default()))),
-        other => bail!("unknown proposer `{other}` (available: mutate)"),
+        "llm" => {
+            let models = models
+                .iter()
+                .map(|m| dgm_llm::ModelSpec::parse(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            if key.is_empty() && base_url == dgm_llm::ClientConfig::DEFAULT_BASE_URL {
+                bail!(
+                    "--proposer llm needs an API key in ${key_var} (or --base-url / OPENAI_BASE_URL for a local server)"
+                );
+            }
+            let mut llm = dgm_llm::LlmConfig::new(base_url, dgm_llm::ApiKey::new(key), models);
+            llm.diagnosis_model = text("diagnosis_model");
+            llm.diagnose = settings
+                .get("diagnose")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true);
+            llm.fix_rounds = number("fix_rounds").unwrap_or(2) as u32;
+            if let Some(ms) = number("timeout_ms") {
+                llm.client.timeout = Duration::from_millis(ms.max(1));
+            }
+            if let Some(n) = number("retries") {
+                llm.client.max_retries = n as u32;
+            }
+            if let Some(ms) = number("backoff_ms") {
+                llm.client.backoff = Duration::from_millis(ms);
+            }
+            llm.budget = dgm_llm::BudgetLimits {
+                max_tokens: config.max_llm_tokens,
+                max_cost_usd: config.max_llm_cost_usd,
+            };
+            llm.templates = dgm_llm::Templates::load(text("prompt_dir").as_deref().map(Path::new))?;
+            Ok(Arc::new(dgm_llm::LlmProposer::new(llm)?))
+        }
+        "self" => {
+            let mut cfg = dgm_llm::SelfConfig::default();
+            if let Some(c) = text("improve_command") {
+                cfg.command = c.split_whitespace().map(str::to_string).collect();
+            }
+            if cfg.command.is_empty() {
+                bail!("--improve-command is empty");
+            }
+            if let Some(ms) = number("improve_timeout_ms") {
+                cfg.limits.timeout = Duration::from_millis(ms.max(1));
+            }
+            // The improve entry may call a model: it gets the server, the
+            // models and the key in its environment, and the network.
+            if let Some(url) = text("base_url").filter(|u| !u.is_empty()) {
+                cfg.env.insert("OPENAI_BASE_URL".into(), url);
+                cfg.limits.network = true;
+            }
+            if !key.is_empty() {
+                cfg.env.insert("OPENAI_API_KEY".into(), key);
+                cfg.limits.network = true;
+            }
+            if let Some(first) = models.first() {
+                let name = dgm_llm::ModelSpec::parse(first)?.name;
+                cfg.env.insert("OPENAI_MODEL".into(), name);
+            }
+            Ok(Arc::new(dgm_llm::SelfProposer::new(executor.clone(), cfg)))
+        }
+        other => bail!("unknown proposer `{other}` (available: mutate, llm, self)"),
     }
 }
 
@@ -211,12 +370,11 @@ pub async fn evolve(ctx: Context, args: EvolveArgs) -> anyhow::Result<i32> {
         if let Some(p) = args.parallelism {
             config.parallelism = p;
         }
-        let evolution = Evolution::new(
-            store.clone(),
-            executor.clone(),
-            proposer(&args.proposer)?,
-            config,
-        )?;
+        config.max_llm_tokens = args.llm.max_tokens;
+        config.max_llm_cost_usd = args.llm.max_cost;
+        config.proposer_settings = args.llm.settings()?;
+        let proposer = proposer(&args.proposer, &config, &executor)?;
+        let evolution = Evolution::new(store.clone(), executor.clone(), proposer, config)?;
         evolutions.push(evolution);
     }
     let code = drive(&store, evolutions, args.json).await;
@@ -232,12 +390,9 @@ pub async fn resume(ctx: Context, run_id: &str, json: bool) -> anyhow::Result<i3
     let run = runs
         .get(run_id)
         .ok_or_else(|| anyhow::anyhow!("run `{run_id}` not found (see `dgm runs`)"))?;
-    let proposer = proposer(
-        run.config
-            .get("proposer")
-            .and_then(|p| p.as_str())
-            .unwrap_or("mutate"),
-    )?;
+    let config: EvolveConfig = serde_json::from_value(run.config.clone())
+        .map_err(|e| anyhow::anyhow!("run `{run_id}` has an unreadable config: {e}"))?;
+    let proposer = proposer(&config.proposer, &config, &executor)?;
     let evolution = Evolution::resume(store.clone(), executor, proposer, run_id).await?;
     eprintln!("resuming {run_id} ({} events recorded so far)", run.events);
     let code = drive(&store, vec![evolution], json).await;

@@ -25,13 +25,17 @@ use dgm_sandbox::supervisor::{NoopListener, Supervisor};
 use crate::config::EvolveConfig;
 use crate::engine::{Evolution, EvolveError, NoObserver, Summary};
 
-/// Registers the agent in `dir` unless an agent of that name exists;
-/// returns its name and whether it was new.
-pub async fn ensure_registered(
-    store: &Store,
-    dir: &Path,
-    actor: &str,
-) -> Result<(String, Option<String>), EvolveError> {
+/// A newly registered agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub agent: String,
+    pub seed_version: String,
+    pub files: usize,
+}
+
+/// Registers the agent in `dir` (its `agent.toml` and files) and stores its
+/// seed version; an agent of the same name already registered is an error.
+pub async fn register(store: &Store, dir: &Path, actor: &str) -> Result<Registered, EvolveError> {
     let manifest = AgentManifest::load(dir).map_err(|e| EvolveError::Config(e.to_string()))?;
     let files = read_dir_files(dir)?;
     if let Some(missing) = manifest
@@ -48,7 +52,7 @@ pub async fn ensure_registered(
     let hash = store.put_tree(&files).await?;
     debug_assert_eq!(hash, tree_hash(&files));
     let version = hash[..12].to_string();
-    let result = store
+    store
         .agent(
             &name,
             AgentCommand::Register {
@@ -68,11 +72,27 @@ pub async fn ensure_registered(
             },
             &Metadata::new(actor),
         )
-        .await;
-    match result {
-        Ok(()) => Ok((name, Some(version))),
-        Err(StoreError::Command(CommandError::AlreadyRegistered(_))) => Ok((name, None)),
-        Err(e) => Err(e.into()),
+        .await?;
+    Ok(Registered {
+        agent: name,
+        seed_version: version,
+        files: files.len(),
+    })
+}
+
+/// Registers the agent in `dir` unless an agent of that name exists;
+/// returns its name and, when it was new, its seed version.
+pub async fn ensure_registered(
+    store: &Store,
+    dir: &Path,
+    actor: &str,
+) -> Result<(String, Option<String>), EvolveError> {
+    match register(store, dir, actor).await {
+        Ok(r) => Ok((r.agent, Some(r.seed_version))),
+        Err(EvolveError::Store(StoreError::Command(CommandError::AlreadyRegistered(name)))) => {
+            Ok((name, None))
+        }
+        Err(e) => Err(e),
     }
 }
 
