@@ -56,11 +56,16 @@ impl RunState {
             if r.metadata.run_id.as_deref() != Some(run_id) {
                 continue;
             }
-            let attempt_key = r
-                .metadata
-                .attempt_id
-                .clone()
-                .unwrap_or_else(|| "baseline".into());
+            // AttemptStarted events of one generation share a commit (and its
+            // metadata); each names its attempt in its payload.
+            let attempt_key = match &r.event {
+                Event::AttemptStarted(e) => e.attempt_id.clone(),
+                _ => r
+                    .metadata
+                    .attempt_id
+                    .clone()
+                    .unwrap_or_else(|| "baseline".into()),
+            };
             let attempt = state.attempts.entry(attempt_key).or_default();
             match r.event {
                 Event::RunStarted(e) => state.started = Some(e),
