@@ -17,6 +17,8 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // TLS for the LLM client: ring, installed before anything connects.
+    dgm_llm::install_crypto_provider();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -882,7 +882,7 @@ fn three_agents_evolve_at_once() {
     for name in names {
         let s = summary_of(&summaries, name);
         assert_eq!(u(&s["attempts"]), 2, "{s}");
-        assert_eq!(s["stop_reason"], "1 generations done");
+        assert_eq!(s["stop_reason"], "1 generation done");
         let run = s["run_id"].as_str().unwrap();
         let row = runs
             .as_array()

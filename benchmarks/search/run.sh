@@ -19,8 +19,10 @@ for strategy in "${STRATEGIES[@]}"; do
   for seed in $(seq 1 "$SEEDS"); do
     store="sqlite://$OUT/$strategy-$seed.db"
     "$DGM" --store "$store" evolve examples/binpack --selection "$strategy" --seed "$seed" \
-      --max-attempts "$ATTEMPTS" --generations 100000 --population 4 --json > "$OUT/$strategy-$seed.json" 2>/dev/null
-    "$DGM" --store "$store" bench binpack@best --split validation --json > "$OUT/$strategy-$seed.val.json" 2>/dev/null
+      --max-attempts "$ATTEMPTS" --generations 100000 --population 4 --json > "$OUT/$strategy-$seed.json" 2>"$OUT/$strategy-$seed.err" \
+      || { echo "| $strategy | $seed | failed: $(tail -1 "$OUT/$strategy-$seed.err") |"; continue; }
+    "$DGM" --store "$store" bench binpack@best --split validation --json > "$OUT/$strategy-$seed.val.json" 2>>"$OUT/$strategy-$seed.err" \
+      || { echo "| $strategy | $seed | validation failed: $(tail -1 "$OUT/$strategy-$seed.err") |"; continue; }
     python3 - "$OUT/$strategy-$seed.json" "$OUT/$strategy-$seed.val.json" "$strategy" "$seed" <<'PY'
 import json, sys
 run = json.load(open(sys.argv[1]))[0]

@@ -353,7 +353,7 @@ macro_rules! stream_kind {
 stream_kind!(
     /// One evolution run.
     RunKind, "run", open: [RunStarted], close: [RunCompleted, RunFailed],
-    also: [RunInterrupted, AttemptStarted, DiagnosisMade, AttemptFinished]);
+    also: [RunInterrupted, AttemptStarted, DiagnosisMade, LlmCallMade, AttemptFinished]);
 stream_kind!(
     /// One ReasoningBank strategy; pruning ends it.
     StrategyKind, "strategy", open: [StrategyStored], close: [StrategyPruned], also: [StrategyOutcomeRecorded]);

@@ -52,7 +52,7 @@ pub struct EvolveArgs {
     #[arg(long, default_value = "mutate")]
     pub proposer: String,
     #[command(flatten)]
-    pub llm: LlmArgs,
+    pub llm: Box<LlmArgs>,
     /// Seed for every random choice; the same seed gives the same decisions
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -81,8 +81,13 @@ pub struct LlmArgs {
     /// The environment variable that holds the API key (the key itself is never a flag)
     #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR")]
     pub api_key_env: String,
-    /// A model, repeatable: NAME or NAME@IN,OUT with USD per million prompt/completion tokens
-    #[arg(long = "model", env = "DGM_LLM_MODELS", value_delimiter = ',', value_name = "NAME[@IN,OUT]")]
+    /// A model, repeatable (or comma-separated): NAME or NAME@IN/OUT with USD per million prompt/completion tokens
+    #[arg(
+        long = "model",
+        env = "DGM_LLM_MODELS",
+        value_delimiter = ',',
+        value_name = "NAME[@IN/OUT]"
+    )]
     pub models: Vec<String>,
     /// The model that writes diagnoses [default: the first model]
     #[arg(long, value_name = "NAME")]

@@ -34,6 +34,16 @@ pub struct EvolveConfig {
     /// A strategy is pruned once used this often with a win rate below `prune_below`.
     pub prune_min_uses: u64,
     pub prune_below: f64,
+    /// Stop once this run's model calls used this many tokens (prompt + completion).
+    #[serde(default)]
+    pub max_llm_tokens: Option<u64>,
+    /// Stop once this run's model calls cost this many dollars.
+    #[serde(default)]
+    pub max_llm_cost_usd: Option<f64>,
+    /// The proposer's own settings (`llm`: base URL, models, prompts; never a
+    /// key), recorded so `dgm resume` rebuilds the same proposer.
+    #[serde(default)]
+    pub proposer_settings: serde_json::Value,
 }
 
 impl EvolveConfig {
@@ -58,6 +68,9 @@ impl EvolveConfig {
             crossover_rate: 0.2,
             prune_min_uses: 5,
             prune_below: 0.4,
+            max_llm_tokens: None,
+            max_llm_cost_usd: None,
+            proposer_settings: serde_json::Value::Null,
         }
     }
 

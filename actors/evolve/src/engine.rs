@@ -18,7 +18,10 @@ use dgm_events::blobs::tree_hash;
 use dgm_events::*;
 use dgm_projections::projector::catch_up;
 use dgm_projections::{AgentArchive, Archive, ReasoningBank, ReplayBuffer, TrajectoryFilter};
-use dgm_propose::{CodeTree, Diagnosis, FailureCategory, ProposalRequest, Proposer};
+use dgm_propose::{
+    AttemptNote, CallRecord, CodeTree, Diagnosis, FailureCategory, FailureExample, Feedback,
+    ProposalRequest, Proposer, StrategyNote,
+};
 use dgm_sandbox::Executor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -249,8 +252,10 @@ impl<E: Executor + 'static> Evolution<E> {
             state = RunState::load(&self.store, &self.run_id).await?;
             let attempts_done = state.finished_attempts().count() as u32;
             let resuming_generation = !state.generation(generation).is_empty();
+            let llm_spent = self.llm_spent().await?;
             if !resuming_generation
-                && let Some(reason) = self.budget_spent(&state, generation, attempts_done, began)
+                && let Some(reason) =
+                    self.budget_spent(&state, generation, attempts_done, began, llm_spent)
             {
                 stop_reason = reason;
                 break;
@@ -329,12 +334,26 @@ impl<E: Executor + 'static> Evolution<E> {
         generation: u32,
         attempts_done: u32,
         began: Instant,
+        (tokens, cost): (u64, f64),
     ) -> Option<String> {
         if self.stop.load(Ordering::SeqCst) {
             return Some("interrupted".into());
         }
+        if let Some(max) = self.config.max_llm_tokens
+            && tokens >= max
+        {
+            return Some(format!("LLM token budget spent ({tokens} of {max} tokens)"));
+        }
+        if let Some(max) = self.config.max_llm_cost_usd
+            && cost >= max
+        {
+            return Some(format!("LLM dollar budget spent (${cost:.4} of ${max:.4})"));
+        }
         if generation > self.config.generations {
-            return Some(format!("{} generations done", self.config.generations));
+            return Some(match self.config.generations {
+                1 => "1 generation done".to_string(),
+                n => format!("{n} generations done"),
+            });
         }
         if let Some(max) = self.config.max_attempts
             && attempts_done >= max
@@ -443,17 +462,11 @@ impl<E: Executor + 'static> Evolution<E> {
                 .into(),
             );
         }
-        // Each AttemptStarted carries its own attempt id in its metadata so the
-        // run state files it under that attempt; one commit per attempt.
-        for event in events {
-            let Event::AttemptStarted(e) = &event else {
-                continue;
-            };
-            let meta = self.meta(Some(&e.attempt_id));
-            self.store
-                .append(StreamType::Run, &self.run_id, vec![event.clone()], &meta)
-                .await?;
-        }
+        // The whole draw is one commit: a kill can never leave a generation
+        // half-started. (The run state files each event by its own attempt id.)
+        self.store
+            .append(StreamType::Run, &self.run_id, events, &self.meta(None))
+            .await?;
         Ok(())
     }
 
@@ -548,7 +561,33 @@ impl<E: Executor + 'static> Evolution<E> {
             .ok_or_else(|| EvolveError::Config(format!("parent {} vanished", started.parent)))?;
         let parent_files = self.store.get_tree(&parent_row.tree_hash).await?;
 
-        // Diagnose.
+        // What the proposer is told besides the diagnosis (cheap, derived from the log).
+        let context = self
+            .proposal_context(&started.parent, &archive, attempt_id)
+            .await?;
+        let donor = match &started.donor {
+            Some(d) => match archive.versions.get(d) {
+                Some(row) => Some(CodeTree(self.store.get_tree(&row.tree_hash).await?)),
+                None => None,
+            },
+            None => None,
+        };
+        let mut request = ProposalRequest {
+            parent: CodeTree(parent_files.clone()),
+            evolvable: archive.manifest.evolvable.clone(),
+            protected: archive.manifest.protected.clone(),
+            diagnosis: Diagnosis {
+                failures: context.failures,
+                ..Diagnosis::default()
+            },
+            donor,
+            seed: started.seed,
+            parent_score: context.parent_score,
+            strategies: context.strategies,
+            lineage: context.lineage,
+        };
+
+        // Diagnose (from the replay buffer; a model adds its analysis when the proposer has one).
         let diagnosis = match &attempt.diagnosis {
             Some(d) => d.clone(),
             None => {
@@ -563,6 +602,18 @@ impl<E: Executor + 'static> Evolution<E> {
                     buffer.values().filter(|r| filter.matches(r)),
                     bank.values().filter(|s| s.agent == self.config.agent),
                 );
+                request.diagnosis.summary = findings.summary.clone();
+                request.diagnosis.failure_categories = categories(&findings.categories);
+                request.diagnosis.rationales = findings.rationales.clone();
+                let analysed = self.proposer.analyse(&request).await;
+                self.record_calls(attempt_id, &analysed.calls).await?;
+                let analysis = match analysed.value {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(attempt = %attempt_id, "model diagnosis failed: {e}");
+                        None
+                    }
+                };
                 let made = DiagnosisMade {
                     run_id: self.run_id.clone(),
                     attempt_id: attempt_id.into(),
@@ -571,6 +622,14 @@ impl<E: Executor + 'static> Evolution<E> {
                     categories: findings.categories,
                     rationales: findings.rationales,
                     strategies: findings.strategies,
+                    analysis: analysis.map(|a| DiagnosisAnalysis {
+                        model: a.model,
+                        summary: a.summary,
+                        possible_improvements: a.possible_improvements,
+                        chosen_proposal: a.chosen_proposal,
+                        implementation_suggestion: a.implementation_suggestion,
+                        problem_statement: a.problem_statement,
+                    }),
                 };
                 self.store
                     .append(
@@ -584,38 +643,29 @@ impl<E: Executor + 'static> Evolution<E> {
                 made
             }
         };
+        request.diagnosis.summary = diagnosis.summary.clone();
+        request.diagnosis.failure_categories = categories(&diagnosis.categories);
+        request.diagnosis.rationales = diagnosis.rationales.clone();
+        request.diagnosis.analysis =
+            diagnosis
+                .analysis
+                .clone()
+                .map(|a| dgm_propose::DiagnosisAnalysis {
+                    model: a.model,
+                    summary: a.summary,
+                    possible_improvements: a.possible_improvements,
+                    chosen_proposal: a.chosen_proposal,
+                    implementation_suggestion: a.implementation_suggestion,
+                    problem_statement: a.problem_statement,
+                });
 
-        // Propose and validate (pure and seeded: a resumed attempt proposes the same child).
+        // Propose and validate (a seeded proposer proposes the same child when an attempt resumes).
         let child_version = match &attempt.child {
             Some(child) => child.version.clone(),
             None => {
-                let donor = match &started.donor {
-                    Some(d) => match archive.versions.get(d) {
-                        Some(row) => Some(CodeTree(self.store.get_tree(&row.tree_hash).await?)),
-                        None => None,
-                    },
-                    None => None,
-                };
-                let request = ProposalRequest {
-                    parent: CodeTree(parent_files.clone()),
-                    evolvable: archive.manifest.evolvable.clone(),
-                    protected: archive.manifest.protected.clone(),
-                    diagnosis: Diagnosis {
-                        summary: diagnosis.summary.clone(),
-                        failure_categories: diagnosis
-                            .categories
-                            .iter()
-                            .map(|(c, n)| FailureCategory {
-                                category: c.clone(),
-                                count: *n,
-                            })
-                            .collect(),
-                        rationales: diagnosis.rationales.clone(),
-                    },
-                    donor,
-                    seed: started.seed,
-                };
-                let proposal = match self.proposer.propose(&request).await {
+                let proposed = self.proposer.propose_recorded(&request).await;
+                self.record_calls(attempt_id, &proposed.calls).await?;
+                let proposal = match proposed.value {
                     Ok(p) => p,
                     Err(e) => {
                         return self
@@ -682,13 +732,30 @@ impl<E: Executor + 'static> Evolution<E> {
                     origin: Origin::Proposer,
                     summary: format!("{}: {}", proposal.kind, proposal.summary),
                 };
-                self.store
+                let create = self
+                    .store
                     .agent(
                         &self.config.agent,
                         AgentCommand::CreateVersion(created.clone()),
                         &meta,
                     )
-                    .await?;
+                    .await;
+                match create {
+                    Ok(()) => {}
+                    // A sibling attempt in flight proposed the same code first.
+                    Err(StoreError::Command(CommandError::DuplicateVersion { version, .. })) => {
+                        return self
+                            .finish_early(
+                                attempt_id,
+                                attempt,
+                                "duplicate",
+                                format!("the child equals version {version}, created by another attempt"),
+                                Some(proposal.kind.clone()),
+                            )
+                            .await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 attempt.child = Some(created);
                 version
             }
@@ -743,6 +810,158 @@ impl<E: Executor + 'static> Evolution<E> {
             .await?;
         attempt.finished = Some(finished);
         Ok(attempt)
+    }
+
+    /// Records the model calls a proposer made for an attempt, one event each.
+    async fn record_calls(
+        &self,
+        attempt_id: &str,
+        calls: &[CallRecord],
+    ) -> Result<(), EvolveError> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<Event> = calls
+            .iter()
+            .map(|c| {
+                LlmCallMade {
+                    run_id: self.run_id.clone(),
+                    attempt_id: Some(attempt_id.into()),
+                    purpose: c.purpose.clone(),
+                    model: c.model.clone(),
+                    prompt_tokens: c.prompt_tokens,
+                    completion_tokens: c.completion_tokens,
+                    latency_ms: c.latency_ms,
+                    cost_usd: c.cost_usd,
+                    outcome: c.outcome.clone(),
+                    error: c.error.clone(),
+                }
+                .into()
+            })
+            .collect();
+        self.store
+            .append(
+                StreamType::Run,
+                &self.run_id,
+                events,
+                &self.meta(Some(attempt_id)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Tokens and dollars this run's model calls have cost so far.
+    async fn llm_spent(&self) -> Result<(u64, f64), EvolveError> {
+        let mut spent = (0u64, 0.0f64);
+        for r in self.store.read_all(None).await? {
+            if let Event::LlmCallMade(e) = &r.event
+                && e.run_id == self.run_id
+            {
+                spent.0 += e.prompt_tokens + e.completion_tokens;
+                spent.1 += e.cost_usd;
+            }
+        }
+        Ok(spent)
+    }
+
+    /// Failed runs of the parent, the agent's live strategies and the
+    /// lineage's recent attempts in this run: what a proposer's prompt quotes.
+    async fn proposal_context(
+        &self,
+        parent: &str,
+        archive: &AgentArchive,
+        attempt_id: &str,
+    ) -> Result<ProposalContext, EvolveError> {
+        let buffer = catch_up::<ReplayBuffer>(&self.store).await?;
+        let filter = TrajectoryFilter {
+            agent: Some(self.config.agent.clone()),
+            version: Some(parent.to_string()),
+            ..Default::default()
+        };
+        let failures: Vec<FailureExample> = buffer
+            .values()
+            .filter(|r| filter.matches(r) && r.trajectory.outcome != "success")
+            .take(5)
+            .map(|r| FailureExample {
+                task: r.trajectory.task.clone(),
+                category: r
+                    .trajectory
+                    .error_category
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
+                rationale: r.trajectory.rationale.clone(),
+                excerpt: r.trajectory.log_excerpt.clone(),
+            })
+            .collect();
+        let bank = catch_up::<ReasoningBank>(&self.store).await?;
+        let mut live: Vec<_> = bank
+            .values()
+            .filter(|s| s.agent == self.config.agent && !s.pruned)
+            .collect();
+        live.sort_by(|a, b| {
+            b.win_rate
+                .partial_cmp(&a.win_rate)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.strategy_id.cmp(&b.strategy_id))
+        });
+        let strategies = live
+            .iter()
+            .take(5)
+            .map(|s| StrategyNote {
+                kind: s.kind.clone(),
+                diagnosis: s.diagnosis.clone(),
+                summary: s.summary.clone(),
+                win_rate: s.win_rate,
+                uses: s.uses,
+            })
+            .collect();
+        let mut ancestry = std::collections::BTreeSet::new();
+        let mut cursor = Some(parent.to_string());
+        while let Some(v) = cursor {
+            if !ancestry.insert(v.clone()) {
+                break;
+            }
+            cursor = archive.versions.get(&v).and_then(|r| r.parent.clone());
+        }
+        let state = RunState::load(&self.store, &self.run_id).await?;
+        let mut lineage: Vec<(u32, u32, AttemptNote)> = state
+            .attempts
+            .iter()
+            .filter(|(id, _)| id.as_str() != attempt_id)
+            .filter_map(|(_, a)| {
+                let s = a.started.as_ref()?;
+                let f = a.finished.as_ref()?;
+                ancestry.contains(&s.parent).then(|| {
+                    (
+                        s.generation,
+                        s.index,
+                        AttemptNote {
+                            parent: s.parent.clone(),
+                            summary: a
+                                .child
+                                .as_ref()
+                                .map(|c| c.summary.clone())
+                                .or_else(|| f.proposal_kind.clone())
+                                .unwrap_or_default(),
+                            outcome: f.outcome.clone(),
+                            score: f.score,
+                            reason: f.reason.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        lineage.sort_by_key(|n| std::cmp::Reverse((n.0, n.1)));
+        Ok(ProposalContext {
+            failures,
+            strategies,
+            lineage: lineage.into_iter().take(8).map(|(_, _, n)| n).collect(),
+            parent_score: archive
+                .versions
+                .get(parent)
+                .and_then(|p| p.score_on(&self.suite.name, TRAIN.as_str()))
+                .map(|(_, s)| s),
+        })
     }
 
     /// Runs the train stages in order, stopping at a failed gate; reuses
@@ -1070,6 +1289,13 @@ impl<E: Executor + 'static> Evolution<E> {
                 }
             }
         }
+        if let Some(started) = &attempt.started {
+            self.proposer.observe(&Feedback {
+                seed: started.seed,
+                kind: kind.clone().unwrap_or_default(),
+                improvement: score.zip(parent_score).map(|(c, p)| c - p),
+            });
+        }
         let finished = AttemptFinished {
             run_id: self.run_id.clone(),
             attempt_id: attempt_id.into(),
@@ -1257,4 +1483,24 @@ impl<E: Executor + 'static> Evolution<E> {
             elapsed_secs: began.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// What [`Evolution::proposal_context`] gathers.
+struct ProposalContext {
+    failures: Vec<FailureExample>,
+    strategies: Vec<StrategyNote>,
+    lineage: Vec<AttemptNote>,
+    parent_score: Option<f64>,
+}
+
+fn categories(counts: &BTreeMap<String, u64>) -> Vec<FailureCategory> {
+    let mut list: Vec<FailureCategory> = counts
+        .iter()
+        .map(|(c, n)| FailureCategory {
+            category: c.clone(),
+            count: *n,
+        })
+        .collect();
+    list.sort_by(|a, b| b.count.cmp(&a.count).then(a.category.cmp(&b.category)));
+    list
 }

@@ -111,7 +111,10 @@ impl Bandit {
             && let Some(a) = arms.get_mut(arm)
         {
             a.decided += 1;
-            a.reward += improvement.filter(|i| i.is_finite()).unwrap_or(0.0).max(0.0);
+            a.reward += improvement
+                .filter(|i| i.is_finite())
+                .unwrap_or(0.0)
+                .max(0.0);
         }
     }
 
@@ -133,7 +136,11 @@ mod tests {
         for _ in 0..200 {
             let arm = bandit.choose();
             pulls[arm] += 1;
-            let (cost, gain) = if arm == 0 { (0.01, 0.02) } else { (0.001, 0.01) };
+            let (cost, gain) = if arm == 0 {
+                (0.01, 0.02)
+            } else {
+                (0.001, 0.01)
+            };
             bandit.charge(arm, cost, 1000);
             bandit.reward(arm, Some(gain));
         }

@@ -188,8 +188,11 @@ impl ChatClient {
         let openai = OpenAIConfig::new()
             .with_api_base(config.base_url.clone())
             .with_api_key(config.api_key.expose());
+        // Without this the crate's default stack retries 429/5xx on its own,
+        // unseen; dgm retries itself so that every try is recorded.
+        let plain = async_openai::middleware::ReqwestService::new(http.clone());
         Ok(Self {
-            client: async_openai::Client::build(http, openai),
+            client: async_openai::Client::build(http, openai).with_http_service(plain),
             config: Arc::new(config),
         })
     }
@@ -324,9 +327,7 @@ impl ChatClient {
         let messages: Vec<ChatCompletionRequestMessage> = messages
             .iter()
             .map(|m| match m.role {
-                Role::System => {
-                    ChatCompletionRequestSystemMessage::from(m.content.as_str()).into()
-                }
+                Role::System => ChatCompletionRequestSystemMessage::from(m.content.as_str()).into(),
                 Role::User => ChatCompletionRequestUserMessage::from(m.content.as_str()).into(),
                 Role::Assistant => {
                     ChatCompletionRequestAssistantMessage::from(m.content.as_str()).into()
@@ -373,9 +374,10 @@ fn classify(error: &OpenAIError) -> TryOutcome {
         }
         OpenAIError::Reqwest(e) if e.is_timeout() => TryOutcome::Retry("timeout", e.to_string()),
         OpenAIError::Reqwest(e) => TryOutcome::Retry("transport", e.to_string()),
-        OpenAIError::JSONDeserialize(e, _) => {
-            TryOutcome::Retry("malformed", format!("the reply is not a chat completion: {e}"))
-        }
+        OpenAIError::JSONDeserialize(e, _) => TryOutcome::Retry(
+            "malformed",
+            format!("the reply is not a chat completion: {e}"),
+        ),
         other => TryOutcome::Retry("malformed", other.to_string()),
     }
 }

@@ -38,7 +38,9 @@ pub enum EditError {
     NoEdits,
     #[error("block {block}: {reason}")]
     Malformed { block: usize, reason: String },
-    #[error("block {block}: no file named: put the file's path on the line before `<<<<<<< SEARCH`")]
+    #[error(
+        "block {block}: no file named: put the file's path on the line before `<<<<<<< SEARCH`"
+    )]
     NoPath { block: usize },
     #[error("block {block} edits `{path}`, which is not an evolvable file (evolvable: {allowed})")]
     NotEvolvable {
@@ -350,7 +352,9 @@ fn regions(path: &str, text: &str) -> Result<Option<Vec<String>>, EditError> {
             }
             any = true;
             inside = true;
-            parts.last_mut().map(|p| p.push_str(line));
+            if let Some(p) = parts.last_mut() {
+                p.push_str(line);
+            }
             parts.push(String::new());
         } else if line.contains("EVOLVE-BLOCK-END") {
             if !inside {
@@ -458,8 +462,8 @@ mod tests {
         let edits = parse_reply(reply, None).unwrap();
         // Wrong indentation: "    score" does occur inside "        score", so use a non-match.
         let reply2 = reply.replace("    score = 1.0\n=", "  scor = 1.0\n=");
-        let e = apply_edits(&parent(), &parse_reply(&reply2, None).unwrap(), &policy())
-            .unwrap_err();
+        let e =
+            apply_edits(&parent(), &parse_reply(&reply2, None).unwrap(), &policy()).unwrap_err();
         assert!(matches!(e, EditError::NoMatch { block: 1, .. }), "{e}");
         assert!(e.to_string().contains("score = 1.0"), "{e}");
         let dup = CodeTree::from_texts([("priority.py", "    score = 1.0\n    score = 1.0\n")]);
@@ -469,13 +473,15 @@ mod tests {
 
     #[test]
     fn files_outside_the_policy_and_code_outside_blocks_are_rejected() {
-        let reply = "pack.py\n<<<<<<< SEARCH\nimport priority\n=======\nimport os\n>>>>>>> REPLACE\n";
+        let reply =
+            "pack.py\n<<<<<<< SEARCH\nimport priority\n=======\nimport os\n>>>>>>> REPLACE\n";
         let e = apply_edits(&parent(), &parse_reply(reply, None).unwrap(), &policy()).unwrap_err();
         assert!(matches!(e, EditError::NotEvolvable { .. }), "{e}");
         let reply = "priority.py\n<<<<<<< SEARCH\n\"\"\"Doc.\"\"\"\n=======\n\"\"\"Changed.\"\"\"\n>>>>>>> REPLACE\n";
         let e = apply_edits(&parent(), &parse_reply(reply, None).unwrap(), &policy()).unwrap_err();
         assert!(matches!(e, EditError::OutsideRegion { .. }), "{e}");
-        let reply = "priority.py\n<<<<<<< SEARCH\n    # EVOLVE-BLOCK-END\n=======\n>>>>>>> REPLACE\n";
+        let reply =
+            "priority.py\n<<<<<<< SEARCH\n    # EVOLVE-BLOCK-END\n=======\n>>>>>>> REPLACE\n";
         let e = apply_edits(&parent(), &parse_reply(reply, None).unwrap(), &policy()).unwrap_err();
         assert!(matches!(e, EditError::OutsideRegion { .. }), "{e}");
     }
@@ -495,7 +501,8 @@ mod tests {
 
     #[test]
     fn unterminated_blocks_are_malformed() {
-        let reply = "priority.py\n<<<<<<< SEARCH\n        score = 1.0\n=======\n        score = 2.0\n";
+        let reply =
+            "priority.py\n<<<<<<< SEARCH\n        score = 1.0\n=======\n        score = 2.0\n";
         assert!(matches!(
             parse_reply(reply, None),
             Err(EditError::Malformed { block: 1, .. })

@@ -2,8 +2,8 @@
 //!
 //! A run may use several models; each is named as the server knows it, with
 //! optional prices so that every call's cost can be logged and a dollar
-//! budget enforced. `NAME@IN,OUT` gives the prices in USD per million prompt
-//! and completion tokens (`gpt-4o-mini@0.15,0.6`); a model without prices
+//! budget enforced. `NAME@IN/OUT` gives the prices in USD per million prompt
+//! and completion tokens (`gpt-4o-mini@0.15/0.6`); a model without prices
 //! (a local server) costs nothing in dollars but still counts tokens.
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ pub struct ModelSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("model `{spec}`: {reason} (expected NAME or NAME@IN,OUT with USD per million tokens)")]
+#[error("model `{spec}`: {reason} (expected NAME or NAME@IN/OUT with USD per million tokens)")]
 pub struct ModelSpecError {
     pub spec: String,
     pub reason: String,
@@ -40,7 +40,7 @@ impl ModelSpec {
         }
     }
 
-    /// Parses `NAME` or `NAME@IN,OUT`.
+    /// Parses `NAME` or `NAME@IN/OUT`.
     pub fn parse(spec: &str) -> Result<Self, ModelSpecError> {
         let error = |reason: &str| ModelSpecError {
             spec: spec.to_string(),
@@ -57,8 +57,8 @@ impl ModelSpec {
             return Ok(Self::free(name));
         };
         let (input, output) = prices
-            .split_once(',')
-            .ok_or_else(|| error("prices must be IN,OUT"))?;
+            .split_once('/')
+            .ok_or_else(|| error("prices must be IN/OUT"))?;
         let parse = |p: &str| {
             p.trim()
                 .parse::<f64>()
@@ -83,13 +83,16 @@ mod tests {
 
     #[test]
     fn specs_parse_with_and_without_prices() {
-        assert_eq!(ModelSpec::parse("llama3:8b").unwrap(), ModelSpec::free("llama3:8b"));
-        let m = ModelSpec::parse("openai/gpt-4o@2.5,10").unwrap();
+        assert_eq!(
+            ModelSpec::parse("llama3:8b").unwrap(),
+            ModelSpec::free("llama3:8b")
+        );
+        let m = ModelSpec::parse("openai/gpt-4o@2.5/10").unwrap();
         assert_eq!(m, ModelSpec::priced("openai/gpt-4o", 2.5, 10.0));
         assert!((m.cost(1_000_000, 100_000) - 3.5).abs() < 1e-12);
-        assert!(ModelSpec::parse("@1,2").is_err());
+        assert!(ModelSpec::parse("@1/2").is_err());
         assert!(ModelSpec::parse("m@1").is_err());
-        assert!(ModelSpec::parse("m@x,2").is_err());
-        assert!(ModelSpec::parse("m@-1,2").is_err());
+        assert!(ModelSpec::parse("m@x/2").is_err());
+        assert!(ModelSpec::parse("m@-1/2").is_err());
     }
 }

@@ -20,7 +20,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("system.md", include_str!("../prompts/system.md")),
     ("propose.md", include_str!("../prompts/propose.md")),
     ("fix.md", include_str!("../prompts/fix.md")),
-    ("diagnose_system.md", include_str!("../prompts/diagnose_system.md")),
+    (
+        "diagnose_system.md",
+        include_str!("../prompts/diagnose_system.md"),
+    ),
     ("diagnose.md", include_str!("../prompts/diagnose.md")),
 ];
 
@@ -45,7 +48,9 @@ pub enum TemplateError {
         path: String,
         source: std::io::Error,
     },
-    #[error("prompt template {name} uses unknown placeholder {{{{{placeholder}}}}} (known: {known})")]
+    #[error(
+        "prompt template {name} uses unknown placeholder {{{{{placeholder}}}}} (known: {known})"
+    )]
     Unknown {
         name: String,
         placeholder: String,
@@ -315,7 +320,9 @@ mod tests {
 
     #[test]
     fn placeholders_are_filled_and_unknown_ones_refused() {
-        let t = Templates::default().with("fix.md", "E: {{error}}!").unwrap();
+        let t = Templates::default()
+            .with("fix.md", "E: {{error}}!")
+            .unwrap();
         let mut v = BTreeMap::new();
         v.insert("error", "boom".to_string());
         assert_eq!(t.render("fix.md", &v), "E: boom!");

@@ -117,6 +117,8 @@ impl<T> Recorded<T> {
 /// How a proposal fared, told back to the proposer once its attempt is decided.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Feedback {
+    /// The request's seed: which proposal this is about.
+    pub seed: u64,
     /// The proposal's kind (`llm:MODEL`, `mutate:constant`, ...).
     pub kind: String,
     /// Child train score − parent train score; `None` when the child was not scored.

@@ -207,6 +207,79 @@ async fn cannot_reach_host_loopback_or_outside() {
     }
 }
 
+/// The network namespace (`net:[inode]`) of every thread of this process,
+/// except the sandbox's own producer of fresh namespaces.
+fn own_threads_netns() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "dgm-sandbox-net" {
+            continue;
+        }
+        if let Ok(link) = std::fs::read_link(t.path().join("ns/net")) {
+            out.push((comm.trim().to_string(), link.display().to_string()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sandbox_gets_a_fresh_empty_network_namespace() {
+    let host = std::fs::read_link("/proc/self/ns/net")
+        .expect("own netns")
+        .display()
+        .to_string();
+    let script = "readlink /proc/self/ns/net; cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '";
+    let runs = futures_join(script, 4).await;
+    let mut seen = std::collections::HashSet::new();
+    for r in &runs {
+        assert_eq!(r.status, ExecStatus::Ok, "{}", err(r));
+        let text = out(r);
+        let mut lines = text.lines();
+        let ns = lines.next().expect("netns").to_string();
+        assert!(ns.starts_with("net:["), "{text}");
+        assert_ne!(
+            ns, host,
+            "a sandbox must not share the host's network namespace"
+        );
+        assert!(seen.insert(ns), "two sandboxes shared a network namespace");
+        let ifaces: Vec<&str> = lines.collect();
+        assert_eq!(ifaces, ["lo"], "only a loopback device: {text}");
+    }
+    // The threads that cloned the sandboxes are back in the host's namespace.
+    for (comm, ns) in own_threads_netns() {
+        assert_eq!(
+            ns, host,
+            "thread {comm} was left in another network namespace"
+        );
+    }
+    // With `network`, the payload has the host's network.
+    let limits = Limits {
+        network: true,
+        ..Limits::default()
+    };
+    let r = sh("readlink /proc/self/ns/net", limits).await;
+    assert_eq!(out(&r).trim(), host, "{}", err(&r));
+}
+
+async fn futures_join(script: &str, n: usize) -> Vec<ExecResult> {
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let script = script.to_string();
+        handles.push(tokio::spawn(
+            async move { sh(&script, Limits::default()).await },
+        ));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("join"));
+    }
+    out
+}
+
 #[tokio::test]
 async fn fork_bomb_is_contained() {
     let limits = Limits {

@@ -185,6 +185,25 @@ impl Layout {
     }
 }
 
+/// Checks the limits a cgroup can enforce; returns the CPU quota (µs per
+/// period).
+pub fn validate(limits: &Limits) -> Result<u64, SandboxError> {
+    let quota = (limits.cpus * CPU_PERIOD_US as f64).round() as u64;
+    if !(limits.cpus.is_finite() && limits.cpus > 0.0) || quota < 1000 {
+        return Err(unenforceable(
+            "cpus",
+            format!("{} is not a CPU quota (need at least 0.01)", limits.cpus),
+        ));
+    }
+    if limits.memory_bytes < 1024 * 1024 {
+        return Err(unenforceable("memory", "less than 1 MiB"));
+    }
+    if limits.pids == 0 {
+        return Err(unenforceable("pids", "0 processes"));
+    }
+    Ok(quota)
+}
+
 /// One execution's cgroup(s). Removed by [`Cgroup::remove`] (also on drop).
 #[derive(Debug)]
 pub struct Cgroup {
@@ -229,19 +248,7 @@ fn keyed(path: &Path, key: &str) -> Option<u64> {
 
 impl Cgroup {
     pub fn create(layout: &Layout, name: &str, limits: &Limits) -> Result<Cgroup, SandboxError> {
-        let quota = (limits.cpus * CPU_PERIOD_US as f64).round() as u64;
-        if !(limits.cpus.is_finite() && limits.cpus > 0.0) || quota < 1000 {
-            return Err(unenforceable(
-                "cpus",
-                format!("{} is not a CPU quota (need at least 0.01)", limits.cpus),
-            ));
-        }
-        if limits.memory_bytes < 1024 * 1024 {
-            return Err(unenforceable("memory", "less than 1 MiB"));
-        }
-        if limits.pids == 0 {
-            return Err(unenforceable("pids", "0 processes"));
-        }
+        let quota = validate(limits)?;
         let mut cg = match layout {
             Layout::V1 {
                 memory,

@@ -18,6 +18,7 @@ use std::ffi::CString;
 use libc::{c_char, c_int, c_ulong, c_void};
 
 use super::landlock;
+use super::trace::{Mark, mark};
 
 /// Fds the init process finds at fixed numbers after it rearranges them.
 pub const FD_SYNC: c_int = 3;
@@ -136,6 +137,11 @@ pub struct Plan {
     pub seccomp: Vec<libc::sock_filter>,
     /// Parent's fds for the child ends: stdin, stdout, stderr, sync, err, status.
     pub fds: [c_int; 6],
+    /// The shared trace page (null unless `DGM_SANDBOX_TRACE` is set).
+    pub trace: *mut u64,
+    /// Stack of the payload between its `clone(CLONE_VM | CLONE_VFORK)` and
+    /// its `execve` (it shares init's memory until then).
+    pub payload_stack: Vec<u8>,
 }
 
 impl Plan {
@@ -303,6 +309,7 @@ unsafe fn arrange_fds(fds: &[c_int; 6]) {
 /// the parent.
 pub unsafe fn init_main(plan: &mut Plan) -> ! {
     unsafe {
+        mark(plan.trace, Mark::InitStart);
         // Default signal dispositions (the parent's handlers mean nothing here),
         // nothing blocked, and die with the thread that cloned us.
         for sig in 1..32 {
@@ -317,19 +324,11 @@ pub unsafe fn init_main(plan: &mut Plan) -> ! {
 
         arrange_fds(&plan.fds);
 
-        // Wait until the parent has written our uid/gid maps and cgroups.
-        let mut byte = 0u8;
-        loop {
-            let r = libc::read(FD_SYNC, &mut byte as *mut u8 as *mut c_void, 1);
-            if r == 1 {
-                break;
-            }
-            if r < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            libc::_exit(125);
-        }
-        libc::close(FD_SYNC);
+        // Wait until the parent has written our uid/gid maps. It puts us in
+        // the sandbox's cgroup while we build the root, and sends a second
+        // byte once that is done; the payload is forked only after it.
+        wait_sync();
+        mark(plan.trace, Mark::InitReleased);
 
         if plan.drop_groups {
             check(
@@ -357,6 +356,7 @@ pub unsafe fn init_main(plan: &mut Plan) -> ! {
             Stage::Propagation,
             0,
         );
+        mark(plan.trace, Mark::Sources);
         // Files we create must belong to an id mapped in our namespace.
         libc::syscall(libc::SYS_setfsgid, SANDBOX_ID);
         libc::syscall(libc::SYS_setfsuid, SANDBOX_ID);
@@ -466,6 +466,7 @@ pub unsafe fn init_main(plan: &mut Plan) -> ! {
         for fd in plan.source_fds.iter() {
             libc::close(*fd);
         }
+        mark(plan.trace, Mark::Root);
 
         check(libc::chdir(plan.new_root.as_ptr()), Stage::Pivot, 0);
         check(
@@ -485,20 +486,24 @@ pub unsafe fn init_main(plan: &mut Plan) -> ! {
             Stage::Hostname,
             0,
         );
+        mark(plan.trace, Mark::Pivot);
+        wait_sync();
+        libc::close(FD_SYNC);
+        mark(plan.trace, Mark::InitCgroup);
 
-        let pid = libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+        // The payload shares our memory (no copy of the parent's page tables)
+        // and we are suspended until it has exec'd or exited: the posix_spawn
+        // recipe. It runs only `payload_main` on its own stack.
+        let stack = plan.payload_stack.as_mut_ptr_range().end;
+        let stack = ((stack as usize) & !15usize) as *mut c_void;
+        let pid = libc::clone(
+            payload_entry,
+            stack,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            plan as *mut Plan as *mut c_void,
         );
         if pid < 0 {
             fail(Stage::Fork, 0, errno());
-        }
-        if pid == 0 {
-            payload_main(plan);
         }
         let payload = pid as libc::pid_t;
         libc::close(FD_ERR);
@@ -509,6 +514,7 @@ pub unsafe fn init_main(plan: &mut Plan) -> ! {
             let mut status: c_int = 0;
             let r = libc::waitpid(-1, &mut status, 0);
             if r == payload {
+                mark(plan.trace, Mark::PayloadExited);
                 libc::write(
                     FD_STATUS,
                     &status as *const c_int as *const c_void,
@@ -523,9 +529,33 @@ pub unsafe fn init_main(plan: &mut Plan) -> ! {
     }
 }
 
+/// Blocks until the parent sends the next byte on the sync pipe; exits when
+/// the parent is gone or gave up.
+unsafe fn wait_sync() {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: a one-byte read into the stack.
+        let r = unsafe { libc::read(FD_SYNC, &mut byte as *mut u8 as *mut c_void, 1) };
+        if r == 1 {
+            return;
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        // SAFETY: exiting the child.
+        unsafe { libc::_exit(125) };
+    }
+}
+
+extern "C" fn payload_entry(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is init's plan, alive while init is suspended (vfork).
+    unsafe { payload_main(&*(arg as *const Plan)) }
+}
+
 /// The payload process: drop every privilege, confine, exec.
 unsafe fn payload_main(plan: &Plan) -> ! {
     unsafe {
+        mark(plan.trace, Mark::PayloadStart);
         libc::close(FD_STATUS);
         // Empty the bounding set while we may (CAP_SETPCAP in our namespace).
         for cap in 0..64 {
@@ -633,6 +663,7 @@ unsafe fn payload_main(plan: &Plan) -> ! {
             0,
         );
 
+        mark(plan.trace, Mark::Exec);
         let mut last = libc::ENOENT;
         for cand in &plan.exec_candidates {
             libc::execve(

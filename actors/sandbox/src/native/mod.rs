@@ -14,7 +14,9 @@
 mod cgroup;
 mod child;
 mod landlock;
+mod netns;
 mod seccomp;
+mod trace;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -56,6 +58,8 @@ const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 const RESERVED: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/dev", "/proc",
 ];
+/// Stack of the payload process until its `execve`.
+const PAYLOAD_STACK: usize = 256 * 1024;
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Settings of the native backend.
@@ -138,6 +142,7 @@ impl NativeSandbox {
         }
         let layout = cgroup::Layout::detect(&config.cgroup_subdir)?;
         layout.prepare()?;
+        netns::start();
         let landlock_abi = landlock::abi();
         if landlock_abi.is_none() {
             if config.require_landlock {
@@ -176,8 +181,8 @@ impl NativeSandbox {
                 reason: "a zero timeout".into(),
             });
         }
-        let name = format!("dgm-{}", uuid::Uuid::new_v4().simple());
-        let cg = cgroup::Cgroup::create(&self.layout, &name, &limits)?;
+        let tr = trace::Trace::new();
+        cgroup::validate(&limits)?;
 
         let (stdin_r, stdin_w) = pipe()?;
         let (stdout_r, stdout_w) = pipe()?;
@@ -194,6 +199,8 @@ impl NativeSandbox {
             status_w.as_raw_fd(),
         ];
         let (mut plan, descriptions) = self.plan(&job, fds)?;
+        plan.trace = tr.page();
+        tr.mark(trace::Mark::Plan);
 
         let mut flags = libc::CLONE_NEWUSER
             | libc::CLONE_NEWNS
@@ -202,7 +209,11 @@ impl NativeSandbox {
             | libc::CLONE_NEWUTS
             | libc::CLONE_NEWCGROUP
             | libc::CLONE_PIDFD;
-        if !limits.network {
+        // A fresh network namespace: one made ahead of time if ready (entered
+        // by this thread for the clone only), else a new one at the clone.
+        let ready_netns = if limits.network { None } else { netns::take() };
+        let entered = ready_netns.as_ref().and_then(netns::Entered::enter);
+        if !limits.network && entered.is_none() {
             flags |= libc::CLONE_NEWNET;
         }
         let started = Instant::now();
@@ -224,6 +235,8 @@ impl NativeSandbox {
             // SAFETY: we are the freshly cloned child.
             unsafe { child::init_main(&mut plan) }
         }
+        drop(entered);
+        drop(ready_netns);
         if pid < 0 {
             let e = std::io::Error::last_os_error();
             return Err(SandboxError::Unavailable(format!(
@@ -232,6 +245,7 @@ impl NativeSandbox {
                  user.max_user_namespaces > 0)"
             )));
         }
+        tr.mark(trace::Mark::Cloned);
         let pid = pid as libc::pid_t;
         // SAFETY: CLONE_PIDFD stored a fresh fd we now own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -239,22 +253,51 @@ impl NativeSandbox {
             pid,
             pidfd: Some(pidfd),
             reaped: false,
-            cgroup: Some(cg),
+            cgroup: None,
         };
-        drop((stdin_r, stdout_w, stderr_w, sync_r, err_w, status_w));
+        // `sync_r` stays open here until init has both bytes: should init
+        // die first, our writes land in the pipe instead of raising SIGPIPE
+        // (which the dgm binary does not ignore).
+        drop((stdin_r, stdout_w, stderr_w, err_w, status_w));
         drop(plan);
 
-        // Identity maps and cgroups, then let init go.
-        self.write_id_maps(pid)?;
-        if let Some(cg) = &guard.cgroup {
-            cg.add(pid)?;
-        }
-        {
-            let mut sync_w = std::fs::File::from(sync_w);
+        // Identity maps, then let init build the root while we create the
+        // cgroup and move init into it; init forks the payload only after
+        // the second byte, so the payload never runs outside its limits. (An
+        // error here drops the guard, which kills init and removes the
+        // cgroup.)
+        let mut sync_w = std::fs::File::from(sync_w);
+        let release = |w: &mut std::fs::File| {
             use std::io::Write;
-            sync_w
-                .write_all(&[1])
-                .map_err(|e| setup(format!("cannot start the sandbox: {e}")))?;
+            w.write_all(&[1])
+                .map_err(|e| setup(format!("cannot start the sandbox: {e}")))
+        };
+        self.write_id_maps(pid)?;
+        tr.mark(trace::Mark::IdMaps);
+        release(&mut sync_w)?;
+        tr.mark(trace::Mark::Released);
+        let name = format!("dgm-{}", uuid::Uuid::new_v4().simple());
+        let limited = (|| {
+            let cg = guard
+                .cgroup
+                .insert(cgroup::Cgroup::create(&self.layout, &name, &limits)?);
+            tr.mark(trace::Mark::Cgroup);
+            cg.add(pid)?;
+            tr.mark(trace::Mark::CgroupAdd);
+            release(&mut sync_w)
+        })();
+        drop((sync_w, sync_r));
+        if let Err(e) = limited {
+            // If init failed on its own meanwhile (then `add` finds no such
+            // process), its reason is the one to report.
+            if let Some(fd) = &guard.pidfd {
+                pidfd_kill(fd);
+            }
+            guard.reap();
+            return Err(match read_record(err_r) {
+                Some((stage, index, errno)) => init_failure(stage, index, errno, &descriptions),
+                None => e,
+            });
         }
 
         for fd in [&stdin_w, &stdout_r, &stderr_r] {
@@ -288,8 +331,10 @@ impl NativeSandbox {
             pidfd_kill(afd.get_ref());
             let _ = afd.readable().await;
         }
+        tr.mark(trace::Mark::Exited);
         guard.pidfd = Some(afd.into_inner());
         let (init_status, rusage) = guard.reap();
+        tr.mark(trace::Mark::Reaped);
         let wall = started.elapsed();
         stdin_task.abort();
 
@@ -297,10 +342,13 @@ impl NativeSandbox {
         let payload_status = read_status(status_r);
         let (stdout, stdout_truncated) = join_reader(out_task).await;
         let (stderr, stderr_truncated) = join_reader(err_task).await;
+        tr.mark(trace::Mark::Outputs);
         let stats = guard.cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         if let Some(mut cg) = guard.cgroup.take() {
             cg.remove();
         }
+        tr.mark(trace::Mark::Cleaned);
+        tr.report(&job.command[0]);
 
         if let Some((stage, index, errno)) = err_record {
             if stage == Some(Stage::Exec) {
@@ -322,16 +370,7 @@ impl NativeSandbox {
                     peak_memory_bytes: stats.peak_memory,
                 });
             }
-            let what = match stage {
-                Some(Stage::Op) => descriptions
-                    .get(index as usize)
-                    .cloned()
-                    .unwrap_or_else(|| "building the root".into()),
-                Some(Stage::OpenSource) => format!("opening mount source #{index}"),
-                Some(s) => format!("{s:?}"),
-                None => "an unknown step".into(),
-            };
-            return Err(setup(format!("{what}: {}", errno_text(errno))));
+            return Err(init_failure(stage, index, errno, &descriptions));
         }
 
         let cpu = stats
@@ -778,10 +817,31 @@ impl NativeSandbox {
             landlock_rules,
             seccomp: seccomp::program(),
             fds,
+            trace: std::ptr::null_mut(),
+            payload_stack: vec![0; PAYLOAD_STACK],
         };
         plan.finish();
         Ok((plan, desc))
     }
+}
+
+/// The error for a set-up step that failed in the sandbox's init.
+fn init_failure(
+    stage: Option<Stage>,
+    index: u32,
+    errno: i32,
+    descriptions: &[String],
+) -> SandboxError {
+    let what = match stage {
+        Some(Stage::Op) => descriptions
+            .get(index as usize)
+            .cloned()
+            .unwrap_or_else(|| "building the root".into()),
+        Some(Stage::OpenSource) => format!("opening mount source #{index}"),
+        Some(s) => format!("{s:?}"),
+        None => "an unknown step".into(),
+    };
+    setup(format!("{what}: {}", errno_text(errno)))
 }
 
 /// An absolute, normalised sandbox path without `..`.
