@@ -505,7 +505,13 @@ fn print_summary(s: &Summary) {
             ff - best
         );
     }
-    println!("  time {:.1}s", s.elapsed_secs);
+    match s.loop_ms_per_attempt {
+        Some(ms) => println!(
+            "  time {:.1}s (loop's own time {ms:.1} ms per attempt)",
+            s.elapsed_secs
+        ),
+        None => println!("  time {:.1}s", s.elapsed_secs),
+    }
 }
 
 pub async fn runs(ctx: &Context) -> anyhow::Result<i32> {

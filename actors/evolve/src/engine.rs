@@ -78,6 +78,11 @@ pub struct Summary {
     pub seed_metrics: BTreeMap<String, f64>,
     pub stop_reason: String,
     pub elapsed_secs: f64,
+    /// Wall time of this invocation not spent inside the benchmark runner
+    /// (sandbox + scorer), per attempt finished in it: the loop's own cost.
+    /// Measured with `--population 1` only (overlapping attempts blur it).
+    #[serde(default)]
+    pub loop_ms_per_attempt: Option<f64>,
 }
 
 /// Hears about progress (the CLI draws bars; tests ignore it).
@@ -99,6 +104,8 @@ pub struct Evolution<E: Executor> {
     run_id: String,
     suite: Suite,
     stop: Arc<AtomicBool>,
+    /// Time spent waiting on the benchmark runner, for the overhead figure.
+    judging_nanos: std::sync::atomic::AtomicU64,
 }
 
 /// The split every search decision is made on.
@@ -134,6 +141,7 @@ impl<E: Executor + 'static> Evolution<E> {
             run_id,
             suite,
             stop: Arc::new(AtomicBool::new(false)),
+            judging_nanos: Default::default(),
         })
     }
 
@@ -164,6 +172,7 @@ impl<E: Executor + 'static> Evolution<E> {
             run_id: run_id.into(),
             suite,
             stop: Arc::new(AtomicBool::new(false)),
+            judging_nanos: Default::default(),
         })
     }
 
@@ -743,13 +752,17 @@ impl<E: Executor + 'static> Evolution<E> {
                 match create {
                     Ok(()) => {}
                     // A sibling attempt in flight proposed the same code first.
-                    Err(StoreError::Command(CommandError::DuplicateVersion { version, .. })) => {
+                    Err(StoreError::Command(CommandError::DuplicateVersion {
+                        version, ..
+                    })) => {
                         return self
                             .finish_early(
                                 attempt_id,
                                 attempt,
                                 "duplicate",
-                                format!("the child equals version {version}, created by another attempt"),
+                                format!(
+                                    "the child equals version {version}, created by another attempt"
+                                ),
                                 Some(proposal.kind.clone()),
                             )
                             .await;
@@ -1066,6 +1079,7 @@ impl<E: Executor + 'static> Evolution<E> {
             parallelism: self.config.parallelism.max(1),
             docker_available: false,
         };
+        let judged = Instant::now();
         let report = run_stage(
             &self.suite,
             &stage_def,
@@ -1075,7 +1089,10 @@ impl<E: Executor + 'static> Evolution<E> {
             &opts,
             &|_| {},
         )
-        .await?;
+        .await;
+        self.judging_nanos
+            .fetch_add(judged.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let report = report?;
         let meta = self.meta(attempt);
         let subject = Subject {
             agent: Some(&self.config.agent),
@@ -1424,6 +1441,18 @@ impl<E: Executor + 'static> Evolution<E> {
         }))
     }
 
+    /// (wall − time in the benchmark runner) / attempts finished by this
+    /// invocation. Only exact when attempts do not overlap (`--population 1`).
+    fn loop_overhead(&self, state: &RunState, began: Instant) -> Option<f64> {
+        if self.config.population != 1 {
+            return None;
+        }
+        let finished = state.finished_attempts().count() as f64;
+        let judging = self.judging_nanos.load(Ordering::Relaxed) as f64 / 1e6;
+        let wall = began.elapsed().as_secs_f64() * 1e3;
+        (finished > 0.0).then(|| ((wall - judging) / finished).max(0.0))
+    }
+
     async fn summary(
         &self,
         state: &RunState,
@@ -1481,6 +1510,7 @@ impl<E: Executor + 'static> Evolution<E> {
             best_score,
             stop_reason: stop_reason.into(),
             elapsed_secs: began.elapsed().as_secs_f64(),
+            loop_ms_per_attempt: self.loop_overhead(state, began),
         })
     }
 }
