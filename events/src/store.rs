@@ -382,7 +382,11 @@ impl RawRow {
         let corrupt = |message: String| StoreError::Corrupt { position, message };
         let current = Event::current_version(&self.event_type) == Some(self.event_version.as_str());
         // Fast path: a current-version payload decodes straight into the enum.
-        let direct = if current { serde_json::from_str::<Event>(&self.payload).ok() } else { None };
+        let direct = if current {
+            serde_json::from_str::<Event>(&self.payload).ok()
+        } else {
+            None
+        };
         let event = match direct {
             Some(event) => event,
             None => {

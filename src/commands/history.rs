@@ -128,7 +128,10 @@ pub fn describe(event: &Event) -> String {
         Event::StrategyPruned(e) => format!("{}: {}", e.strategy_id, e.reason),
         Event::SandboxExecutionStarted(e) => e.command.join(" "),
         Event::SandboxExecutionFinished(e) => {
-            format!("{} exit {:?} in {} ms", e.status, e.exit_code, e.wall_ms)
+            let exit = e
+                .exit_code
+                .map_or_else(|| "-".to_string(), |c| c.to_string());
+            format!("{} exit {exit} in {} ms", e.status, e.wall_ms)
         }
     }
 }
