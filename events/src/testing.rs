@@ -33,14 +33,11 @@ pub async fn fresh_postgres_url(test: &str) -> Option<String> {
         .await
         .unwrap_or_else(|e| panic!("{test}: cannot create a test database: {e}"));
     pool.close().await;
-    let base = match admin.rfind('/') {
-        Some(i)
-            if admin[..i].contains("://")
-                && admin[..i].len() > admin.find("://").unwrap_or(0) + 3 =>
-        {
-            &admin[..i]
-        }
-        _ => admin.as_str(),
-    };
+    // Same server and credentials, the new database: drop any path and query.
+    let authority_end = admin
+        .find("://")
+        .and_then(|scheme| admin[scheme + 3..].find(['/', '?']).map(|i| scheme + 3 + i))
+        .unwrap_or(admin.len());
+    let base = &admin[..authority_end];
     Some(format!("{base}/{name}"))
 }
