@@ -1350,12 +1350,12 @@ impl<E: Executor + 'static> Evolution<E> {
             .tasks
             .iter()
             .any(|t| t.split == Split::Validation);
+        let child_files = self
+            .store
+            .get_tree(&files_of(child).unwrap_or_default())
+            .await?;
         let mut notes = Vec::new();
         if has_validation {
-            let child_files = self
-                .store
-                .get_tree(&files_of(child).unwrap_or_default())
-                .await?;
             let child_val = self
                 .evaluate(
                     Some(attempt_id),
@@ -1405,10 +1405,6 @@ impl<E: Executor + 'static> Evolution<E> {
             ));
         }
         if noisy {
-            let child_files = self
-                .store
-                .get_tree(&files_of(child).unwrap_or_default())
-                .await?;
             let again = self
                 .evaluate(
                     Some(attempt_id),
