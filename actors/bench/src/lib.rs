@@ -26,7 +26,9 @@ pub mod suite;
 pub use report::{
     ErrorCategory, Outcome, Perf, RunReport, StageReport, TestCaseResult, Trajectory, render_table,
 };
-pub use runner::{Progress, RunError, RunOptions, RunSpec, run_stage, run_stages};
+pub use runner::{
+    Progress, RunError, RunOptions, RunSpec, run_stage, run_stage_cached, run_stages,
+};
 pub use suite::{
     Check, Gate, Split, Stage, Suite, SuiteError, SuiteKind, Task, TaskInput, TaskLimits,
     load_suite,

@@ -124,8 +124,11 @@ pub async fn run_stage<E: Executor>(
     .await
 }
 
+/// Like [`run_stage`], but a task whose result is in `cache` (from an
+/// earlier stage of the same version) is not run again, and every result is
+/// added to it: stages that share tasks then run each task once.
 #[allow(clippy::too_many_arguments)]
-async fn run_stage_cached<E: Executor>(
+pub async fn run_stage_cached<E: Executor>(
     suite: &Suite,
     stage: &Stage,
     split: Split,

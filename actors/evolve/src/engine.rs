@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dgm_bench::{RunOptions, RunSpec, Split, Suite, run_stage};
+use dgm_bench::{RunOptions, RunSpec, Split, Suite, run_stage_cached};
 use dgm_events::agent::write_dir_files;
 use dgm_events::blobs::tree_hash;
 use dgm_events::*;
-use dgm_projections::projector::catch_up;
-use dgm_projections::{AgentArchive, Archive, ReasoningBank, ReplayBuffer, TrajectoryFilter};
+use dgm_projections::projector::catch_up_all;
+use dgm_projections::{AgentArchive, TrajectoryFilter};
 use dgm_propose::{
     AttemptNote, CallRecord, CodeTree, Diagnosis, FailureCategory, FailureExample, Feedback,
     ProposalRequest, Proposer, StrategyNote,
@@ -31,6 +31,7 @@ use tracing::Instrument;
 use crate::config::EvolveConfig;
 use crate::decide;
 use crate::diagnose::diagnose;
+use crate::known::Known;
 use crate::record::{Subject, record_stage, record_version_evaluated};
 use crate::run_state::{AttemptState, EvalRecord, RunState};
 use crate::selection::{Candidate, select};
@@ -106,6 +107,8 @@ pub struct Evolution<E: Executor> {
     stop: Arc<AtomicBool>,
     /// Time spent waiting on the benchmark runner, for the overhead figure.
     judging_nanos: std::sync::atomic::AtomicU64,
+    /// The views every step reads, followed in memory.
+    known: tokio::sync::Mutex<Known>,
 }
 
 /// The split every search decision is made on.
@@ -138,6 +141,7 @@ impl<E: Executor + 'static> Evolution<E> {
             executor,
             proposer,
             config,
+            known: tokio::sync::Mutex::new(Known::new(&run_id)),
             run_id,
             suite,
             stop: Arc::new(AtomicBool::new(false)),
@@ -173,6 +177,7 @@ impl<E: Executor + 'static> Evolution<E> {
             suite,
             stop: Arc::new(AtomicBool::new(false)),
             judging_nanos: Default::default(),
+            known: tokio::sync::Mutex::new(Known::new(run_id)),
         })
     }
 
@@ -197,13 +202,27 @@ impl<E: Executor + 'static> Evolution<E> {
         }
     }
 
+    /// The views, brought up to the head of the log.
+    async fn known(&self) -> Result<tokio::sync::MutexGuard<'_, Known>, EvolveError> {
+        let mut known = self.known.lock().await;
+        known.refresh(&self.store).await?;
+        Ok(known)
+    }
+
     async fn archive(&self) -> Result<AgentArchive, EvolveError> {
-        catch_up::<Archive>(&self.store)
+        self.known()
             .await?
-            .remove(&self.config.agent)
+            .archive
+            .get(&self.config.agent)
+            .cloned()
             .ok_or_else(|| {
                 EvolveError::Config(format!("agent `{}` is not registered", self.config.agent))
             })
+    }
+
+    /// This run's state, current.
+    async fn run_state(&self) -> Result<RunState, EvolveError> {
+        Ok(self.known().await?.run.clone())
     }
 
     fn last_stage(&self) -> u32 {
@@ -219,7 +238,7 @@ impl<E: Executor + 'static> Evolution<E> {
 
     async fn run_inner(&self, observer: &dyn Observer) -> Result<Summary, EvolveError> {
         let began = Instant::now();
-        let mut state = RunState::load(&self.store, &self.run_id).await?;
+        let mut state = self.run_state().await?;
         if state.started.is_none() {
             let archive = self.archive().await?;
             let config = serde_json::to_value(&self.config)
@@ -240,7 +259,7 @@ impl<E: Executor + 'static> Evolution<E> {
                     &self.meta(None),
                 )
                 .await?;
-            state = RunState::load(&self.store, &self.run_id).await?;
+            state = self.run_state().await?;
         }
         let noisy = self.baseline(&state).await?;
         let strategy = self.config.strategy().map_err(EvolveError::Config)?;
@@ -258,7 +277,7 @@ impl<E: Executor + 'static> Evolution<E> {
         }
         let stop_reason;
         loop {
-            state = RunState::load(&self.store, &self.run_id).await?;
+            state = self.run_state().await?;
             let attempts_done = state.finished_attempts().count() as u32;
             let resuming_generation = !state.generation(generation).is_empty();
             let llm_spent = self.llm_spent().await?;
@@ -272,7 +291,7 @@ impl<E: Executor + 'static> Evolution<E> {
             if !resuming_generation {
                 self.start_generation(generation, &strategy, attempts_done)
                     .await?;
-                state = RunState::load(&self.store, &self.run_id).await?;
+                state = self.run_state().await?;
             }
             let attempts: Vec<(String, AttemptState)> = state
                 .generation(generation)
@@ -301,7 +320,7 @@ impl<E: Executor + 'static> Evolution<E> {
             }
             generation += 1;
         }
-        let state = RunState::load(&self.store, &self.run_id).await?;
+        let state = self.run_state().await?;
         let summary = self.summary(&state, &stop_reason, began).await?;
         if stop_reason == "interrupted" {
             self.store
@@ -334,6 +353,9 @@ impl<E: Executor + 'static> Evolution<E> {
                 )
                 .await?;
         }
+        // The stored views were not touched during the run (see `known`):
+        // bring them up to date once, so readers find them current.
+        catch_up_all(&self.store).await?;
         Ok(summary)
     }
 
@@ -419,6 +441,7 @@ impl<E: Executor + 'static> Evolution<E> {
                     TRAIN,
                     &second_id,
                     &done,
+                    &mut BTreeMap::new(),
                 )
                 .await?
             }
@@ -600,17 +623,18 @@ impl<E: Executor + 'static> Evolution<E> {
         let diagnosis = match &attempt.diagnosis {
             Some(d) => d.clone(),
             None => {
-                let buffer = catch_up::<ReplayBuffer>(&self.store).await?;
                 let filter = TrajectoryFilter {
                     agent: Some(self.config.agent.clone()),
                     version: Some(started.parent.clone()),
                     ..Default::default()
                 };
-                let bank = catch_up::<ReasoningBank>(&self.store).await?;
-                let findings = diagnose(
-                    buffer.values().filter(|r| filter.matches(r)),
-                    bank.values().filter(|s| s.agent == self.config.agent),
-                );
+                let findings = {
+                    let known = self.known().await?;
+                    diagnose(
+                        known.replay.values().filter(|r| filter.matches(r)),
+                        known.bank.values().filter(|s| s.agent == self.config.agent),
+                    )
+                };
                 request.diagnosis.summary = findings.summary.clone();
                 request.diagnosis.failure_categories = categories(&findings.categories);
                 request.diagnosis.rationales = findings.rationales.clone();
@@ -865,16 +889,7 @@ impl<E: Executor + 'static> Evolution<E> {
 
     /// Tokens and dollars this run's model calls have cost so far.
     async fn llm_spent(&self) -> Result<(u64, f64), EvolveError> {
-        let mut spent = (0u64, 0.0f64);
-        for r in self.store.read_all(None).await? {
-            if let Event::LlmCallMade(e) = &r.event
-                && e.run_id == self.run_id
-            {
-                spent.0 += e.prompt_tokens + e.completion_tokens;
-                spent.1 += e.cost_usd;
-            }
-        }
-        Ok(spent)
+        Ok(self.known().await?.llm_spent)
     }
 
     /// Failed runs of the parent, the agent's live strategies and the
@@ -885,13 +900,14 @@ impl<E: Executor + 'static> Evolution<E> {
         archive: &AgentArchive,
         attempt_id: &str,
     ) -> Result<ProposalContext, EvolveError> {
-        let buffer = catch_up::<ReplayBuffer>(&self.store).await?;
+        let known = self.known().await?;
         let filter = TrajectoryFilter {
             agent: Some(self.config.agent.clone()),
             version: Some(parent.to_string()),
             ..Default::default()
         };
-        let failures: Vec<FailureExample> = buffer
+        let failures: Vec<FailureExample> = known
+            .replay
             .values()
             .filter(|r| filter.matches(r) && r.trajectory.outcome != "success")
             .take(5)
@@ -906,8 +922,8 @@ impl<E: Executor + 'static> Evolution<E> {
                 excerpt: r.trajectory.log_excerpt.clone(),
             })
             .collect();
-        let bank = catch_up::<ReasoningBank>(&self.store).await?;
-        let mut live: Vec<_> = bank
+        let mut live: Vec<_> = known
+            .bank
             .values()
             .filter(|s| s.agent == self.config.agent && !s.pruned)
             .collect();
@@ -936,8 +952,8 @@ impl<E: Executor + 'static> Evolution<E> {
             }
             cursor = archive.versions.get(&v).and_then(|r| r.parent.clone());
         }
-        let state = RunState::load(&self.store, &self.run_id).await?;
-        let mut lineage: Vec<(u32, u32, AttemptNote)> = state
+        let mut lineage: Vec<(u32, u32, AttemptNote)> = known
+            .run
             .attempts
             .iter()
             .filter(|(id, _)| id.as_str() != attempt_id)
@@ -993,6 +1009,8 @@ impl<E: Executor + 'static> Evolution<E> {
             format!("{}/{prefix}", self.run_id)
         };
         let mut out = Vec::new();
+        // Tasks a later stage shares with an earlier one run once.
+        let mut earlier_stages = BTreeMap::new();
         for stage in 1..=self.last_stage() {
             let id = format!("{prefix}/train/{stage}");
             let record = match done.evals.get(&id) {
@@ -1002,8 +1020,17 @@ impl<E: Executor + 'static> Evolution<E> {
                     r.clone()
                 }
                 None => {
-                    self.evaluate(attempt, version, files, stage, TRAIN, &id, done)
-                        .await?
+                    self.evaluate(
+                        attempt,
+                        version,
+                        files,
+                        stage,
+                        TRAIN,
+                        &id,
+                        done,
+                        &mut earlier_stages,
+                    )
+                    .await?
                 }
             };
             let passed = record.passed_gate;
@@ -1058,6 +1085,7 @@ impl<E: Executor + 'static> Evolution<E> {
         split: Split,
         id: &str,
         done: &AttemptState,
+        earlier_stages: &mut BTreeMap<String, dgm_bench::Trajectory>,
     ) -> Result<EvalRecord, EvolveError> {
         if let Some(r) = done.evals.get(id) {
             return Ok(r.clone());
@@ -1080,7 +1108,7 @@ impl<E: Executor + 'static> Evolution<E> {
             docker_available: false,
         };
         let judged = Instant::now();
-        let report = run_stage(
+        let report = run_stage_cached(
             &self.suite,
             &stage_def,
             split,
@@ -1088,6 +1116,7 @@ impl<E: Executor + 'static> Evolution<E> {
             self.executor.as_ref(),
             &opts,
             &|_| {},
+            earlier_stages,
         )
         .await;
         self.judging_nanos
@@ -1256,9 +1285,10 @@ impl<E: Executor + 'static> Evolution<E> {
                 .await?;
         }
         if let Some(d) = &attempt.diagnosis {
-            let bank = catch_up::<ReasoningBank>(&self.store).await?;
             for id in &d.strategies {
-                let Some(s) = bank.get(id) else { continue };
+                let Some(s) = self.known().await?.bank.get(id).cloned() else {
+                    continue;
+                };
                 if s.pruned
                     || Some(&s.kind) != kind.as_ref()
                     || attempt.strategy_outcomes.contains(id)
@@ -1365,6 +1395,7 @@ impl<E: Executor + 'static> Evolution<E> {
                     Split::Validation,
                     &format!("{attempt_id}/validation/{child}"),
                     attempt,
+                    &mut BTreeMap::new(),
                 )
                 .await?;
             let best_val = match archive
@@ -1386,6 +1417,7 @@ impl<E: Executor + 'static> Evolution<E> {
                         Split::Validation,
                         &format!("{attempt_id}/validation/{best}"),
                         attempt,
+                        &mut BTreeMap::new(),
                     )
                     .await?
                     .score
@@ -1414,6 +1446,7 @@ impl<E: Executor + 'static> Evolution<E> {
                     TRAIN,
                     &format!("{attempt_id}/train/re"),
                     attempt,
+                    &mut BTreeMap::new(),
                 )
                 .await?;
             let best_score = self

@@ -2,7 +2,8 @@
 //! propose a child, validate it, evaluate it in stages, decide, remember.
 //!
 //! `engine` is plain async Rust; `actor` is the actix shell (one actor per
-//! evolving agent); `run_state` makes runs resumable from the log;
+//! evolving agent); `run_state` makes runs resumable from the log; `known`
+//! follows the log in memory so each step reads current views cheaply;
 //! `selection`, `decide` and `diagnose` are the pure rules.
 
 pub mod actor;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod decide;
 pub mod diagnose;
 pub mod engine;
+pub mod known;
 pub mod record;
 pub mod run_state;
 pub mod selection;

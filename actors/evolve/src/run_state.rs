@@ -44,77 +44,86 @@ pub struct RunState {
     /// attempt id → state, plus the run's own baseline evaluations under `baseline`.
     pub attempts: BTreeMap<String, AttemptState>,
     pub interruptions: u32,
+    /// Evaluations begun but not yet completed, by evaluation id.
+    pending_starts: BTreeMap<String, BenchmarkStarted>,
+    /// Error category counts of those evaluations' trajectories so far.
+    pending_failures: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl RunState {
     /// Folds every event recorded under `run_id`.
     pub async fn load(store: &Store, run_id: &str) -> Result<Self, StoreError> {
         let mut state = RunState::default();
-        let mut pending_starts: BTreeMap<String, BenchmarkStarted> = BTreeMap::new();
-        let mut pending_failures: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for r in store.read_all(None).await? {
-            if r.metadata.run_id.as_deref() != Some(run_id) {
-                continue;
-            }
-            // AttemptStarted events of one generation share a commit (and its
-            // metadata); each names its attempt in its payload.
-            let attempt_key = match &r.event {
-                Event::AttemptStarted(e) => e.attempt_id.clone(),
-                _ => r
-                    .metadata
-                    .attempt_id
-                    .clone()
-                    .unwrap_or_else(|| "baseline".into()),
-            };
-            let attempt = state.attempts.entry(attempt_key).or_default();
-            match r.event {
-                Event::RunStarted(e) => state.started = Some(e),
-                Event::RunCompleted(_) | Event::RunFailed(_) => state.ended = true,
-                Event::RunInterrupted(_) => state.interruptions += 1,
-                Event::AttemptStarted(e) => attempt.started = Some(e),
-                Event::DiagnosisMade(e) => attempt.diagnosis = Some(e),
-                Event::VersionCreated(e) => attempt.child = Some(e),
-                Event::VersionAdmitted(_) => attempt.admitted = true,
-                Event::VersionRejected(_) => attempt.rejected = true,
-                Event::ActiveVersionChanged(_) => attempt.activated = true,
-                Event::StrategyStored(_) => attempt.strategy_stored = true,
-                Event::StrategyOutcomeRecorded(e) => attempt.strategy_outcomes.push(e.strategy_id),
-                Event::StrategyPruned(e) => attempt.strategy_pruned.push(e.strategy_id),
-                Event::AttemptFinished(e) => attempt.finished = Some(e),
-                Event::BenchmarkStarted(e) => {
-                    pending_starts.insert(e.evaluation_id.clone(), e);
-                }
-                Event::TrajectoryRecorded(e) => {
-                    if let Some(category) = e.trajectory.error_category {
-                        *pending_failures
-                            .entry(e.evaluation_id)
-                            .or_default()
-                            .entry(category)
-                            .or_default() += 1;
-                    }
-                }
-                Event::BenchmarkCompleted(e) => {
-                    if let Some(start) = pending_starts.remove(&e.evaluation_id) {
-                        attempt.evals.insert(
-                            e.evaluation_id.clone(),
-                            EvalRecord {
-                                version: start.version.unwrap_or_default(),
-                                stage: start.stage,
-                                split: start.split,
-                                score: e.score,
-                                metrics: e.metrics,
-                                passed_gate: e.passed_gate,
-                                failures: pending_failures
-                                    .remove(&e.evaluation_id)
-                                    .unwrap_or_default(),
-                            },
-                        );
-                    }
-                }
-                _ => {}
-            }
+            state.apply(run_id, &r);
         }
         Ok(state)
+    }
+
+    /// Folds one event of the log (events of other runs are ignored), so a
+    /// caller that follows the log keeps the state current without rereading it.
+    pub fn apply(&mut self, run_id: &str, r: &Recorded) {
+        if r.metadata.run_id.as_deref() != Some(run_id) {
+            return;
+        }
+        // AttemptStarted events of one generation share a commit (and its
+        // metadata); each names its attempt in its payload.
+        let attempt_key = match &r.event {
+            Event::AttemptStarted(e) => e.attempt_id.as_str(),
+            _ => r.metadata.attempt_id.as_deref().unwrap_or("baseline"),
+        };
+        let attempt = self.attempts.entry(attempt_key.to_string()).or_default();
+        match &r.event {
+            Event::RunStarted(e) => self.started = Some(e.clone()),
+            Event::RunCompleted(_) | Event::RunFailed(_) => self.ended = true,
+            Event::RunInterrupted(_) => self.interruptions += 1,
+            Event::AttemptStarted(e) => attempt.started = Some(e.clone()),
+            Event::DiagnosisMade(e) => attempt.diagnosis = Some(e.clone()),
+            Event::VersionCreated(e) => attempt.child = Some(e.clone()),
+            Event::VersionAdmitted(_) => attempt.admitted = true,
+            Event::VersionRejected(_) => attempt.rejected = true,
+            Event::ActiveVersionChanged(_) => attempt.activated = true,
+            Event::StrategyStored(_) => attempt.strategy_stored = true,
+            Event::StrategyOutcomeRecorded(e) => {
+                attempt.strategy_outcomes.push(e.strategy_id.clone())
+            }
+            Event::StrategyPruned(e) => attempt.strategy_pruned.push(e.strategy_id.clone()),
+            Event::AttemptFinished(e) => attempt.finished = Some(e.clone()),
+            Event::BenchmarkStarted(e) => {
+                self.pending_starts
+                    .insert(e.evaluation_id.clone(), e.clone());
+            }
+            Event::TrajectoryRecorded(e) => {
+                if let Some(category) = &e.trajectory.error_category {
+                    *self
+                        .pending_failures
+                        .entry(e.evaluation_id.clone())
+                        .or_default()
+                        .entry(category.clone())
+                        .or_default() += 1;
+                }
+            }
+            Event::BenchmarkCompleted(e) => {
+                if let Some(start) = self.pending_starts.remove(&e.evaluation_id) {
+                    attempt.evals.insert(
+                        e.evaluation_id.clone(),
+                        EvalRecord {
+                            version: start.version.unwrap_or_default(),
+                            stage: start.stage,
+                            split: start.split,
+                            score: e.score,
+                            metrics: e.metrics.clone(),
+                            passed_gate: e.passed_gate,
+                            failures: self
+                                .pending_failures
+                                .remove(&e.evaluation_id)
+                                .unwrap_or_default(),
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Attempts of `generation`, in index order.

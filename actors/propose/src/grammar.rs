@@ -159,29 +159,56 @@ impl Vocabulary {
 
     /// A window indicator `(lo < x < hi)` (a bool, so `c * (...)` adds `c`
     /// inside the window): the shape of "avoid leaving a gap of this size".
+    /// The subject is mostly the distance between two float variables (a
+    /// gap, a slack); the window starts at or near zero and spans one to a hundred
+    /// units, log-uniformly, so that small and large quantities both get
+    /// windows of their own scale.
     pub fn window(&self, rng: &mut impl Rng) -> String {
-        let subject = match (self.variable(rng), self.variable(rng)) {
-            (Some(first), Some(second)) if first != second => binary(&first, "-", &second),
-            (Some(first), _) => first,
-            _ => self.constant_expr(rng),
+        let subject = match self.float_difference(rng) {
+            // `abs`: the distance between the two, whichever is larger.
+            Some(difference) if rng.gen_bool(0.85) => {
+                Expr::atom(format!("abs({})", difference.text))
+            }
+            _ => match (self.variable(rng), self.variable(rng)) {
+                (Some(first), Some(second)) if first != second => binary(&first, "-", &second),
+                (Some(first), _) => first,
+                _ => self.constant_expr(rng),
+            },
         };
-        let mut low = self.constant(rng);
-        let mut high = self.constant(rng);
-        if rng.gen_bool(0.3) {
-            low = 0.0;
-        }
-        if low > high {
-            std::mem::swap(&mut low, &mut high);
-        }
-        if low == high {
-            high = low + 1.0 + low.abs();
-        }
+        let low = if rng.gen_bool(0.4) {
+            0.0
+        } else {
+            [0.5, 1.0, 2.0, 3.0, 5.0, 10.0]
+                .choose(rng)
+                .copied()
+                .unwrap_or(1.0)
+        };
+        let width = round_significant(10f64.powf(rng.gen_range(0.0..2.0)), 2);
         format!(
             "({} < {} < {})",
             format_number(low, false),
             subject.text,
-            format_number(high, false)
+            format_number(low + width, false)
         )
+    }
+
+    /// `x - y` for two distinct float variables, in either order.
+    pub fn float_difference(&self, rng: &mut impl Rng) -> Option<Expr> {
+        if self.floats.len() < 2 {
+            return None;
+        }
+        let mut pair: Vec<&String> = self.floats.choose_multiple(rng, 2).collect();
+        pair.shuffle(rng);
+        Some(binary(
+            &Expr::atom(pair[0].clone()),
+            "-",
+            &Expr::atom(pair[1].clone()),
+        ))
+    }
+
+    /// A penalty or bonus size: log-uniform between 1 and 1000.
+    pub fn amount(&self, rng: &mut impl Rng) -> f64 {
+        round_significant(10f64.powf(rng.gen_range(0.0..3.0)), 2)
     }
 
     /// A threshold test: a variable (or a difference of two) compared with a constant.
@@ -367,7 +394,7 @@ mod tests {
         assert!(
             windows
                 .iter()
-                .any(|window| window.contains(" < b - item < ")),
+                .any(|window| window.contains(" < abs(b - item) < ")),
             "{windows:?}"
         );
         assert!(

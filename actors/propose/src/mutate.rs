@@ -842,7 +842,14 @@ fn grow_expression(
     sites: &Sites<'_>,
     rng: &mut impl Rng,
 ) -> Option<Edit> {
-    let (site, scope) = pick_numeric_site(sites, source, rng, |_| true)?;
+    // Mostly grow a whole right-hand side or returned value: wrapping
+    // the complete quantity (`score - c * window`) is the change that most
+    // often reshapes a heuristic, and leaves are already drawn often enough.
+    let outermost_only = rng.gen_bool(0.6);
+    let (site, scope) = pick_numeric_site(sites, source, rng, |node| {
+        !outermost_only || is_outermost_expression(node)
+    })
+    .or_else(|| pick_numeric_site(sites, source, rng, |_| true))?;
     let vocabulary = vocabulary(&scope, sites, source);
     let old = python::text(site, source);
     let current = Expr {
@@ -853,7 +860,7 @@ fn grow_expression(
     let depth = if rng.gen_bool(0.7) { 0 } else { 1 };
     let other = vocabulary.expr(rng, depth);
     let grown = match rng.gen_range(0..100) {
-        0..45 => {
+        0..30 => {
             let operator = ["+", "-", "*", "/"].choose(rng).copied().unwrap_or("+");
             if rng.gen_bool(0.6) {
                 grammar::binary(&current, operator, &other)
@@ -861,8 +868,8 @@ fn grow_expression(
                 grammar::binary(&other, operator, &current)
             }
         }
-        45..55 => grammar::negate(&current),
-        55..65 => Expr {
+        30..38 => grammar::negate(&current),
+        38..45 => Expr {
             text: format!(
                 "{} ** {}",
                 current.wrapped(),
@@ -870,20 +877,20 @@ fn grow_expression(
             ),
             atomic: false,
         },
-        65..80 => {
+        45..55 => {
             let function = if rng.gen_bool(0.5) { "min" } else { "max" };
             Expr {
                 text: format!("{function}({}, {})", current.text, other.text),
                 atomic: true,
             }
         }
-        80..83 => Expr {
+        55..57 => Expr {
             text: format!("abs({})", current.text),
             atomic: true,
         },
-        83..93 => {
+        57..90 => {
             // A bonus or penalty inside a window of some quantity (e.g. the gap left in a bin).
-            let amount = grammar::number_expr(vocabulary.constant(rng), false);
+            let amount = grammar::number_expr(vocabulary.amount(rng), false);
             let operator = if rng.gen_bool(0.7) { "-" } else { "+" };
             Expr {
                 text: format!(
@@ -905,6 +912,12 @@ fn grow_expression(
         }
     };
     replacement_edit(path, source, site, &grown, "mutate:grow", "grew")
+}
+
+/// True when no expression encloses `node` (it is a whole value: a right-hand side, a returned value, an argument).
+fn is_outermost_expression(node: Node<'_>) -> bool {
+    node.parent()
+        .is_none_or(|parent| !EXPRESSION_KINDS.contains(&parent.kind()))
 }
 
 fn shrink_expression(

@@ -1,0 +1,156 @@
+//! What the engine knows: the views it decides on, followed in memory.
+//!
+//! Every step of an attempt reads the archive, the replay buffer, the
+//! ReasoningBank or the run's own state. Catching the stored views up on
+//! each read decodes every stored row every time — tens of milliseconds per
+//! attempt once a run has a few hundred versions — so the engine instead
+//! folds each new event of the log exactly once, into memory, with the same
+//! [`Projection::apply`] the stored views use. The stored views are caught
+//! up when the run ends, for the CLI and other readers.
+
+use dgm_events::{Recorded, Store, StoreError};
+use dgm_projections::projector::Rows;
+use dgm_projections::{Archive, Projection, ReasoningBank, ReplayBuffer};
+
+use crate::run_state::RunState;
+
+/// Events read per query while following the log.
+const PAGE: u32 = 10_000;
+
+/// The engine's views, current up to `position`.
+#[derive(Debug, Default)]
+pub struct Known {
+    run_id: String,
+    /// The last event folded in.
+    position: u64,
+    pub run: RunState,
+    pub archive: Rows<Archive>,
+    pub replay: Rows<ReplayBuffer>,
+    pub bank: Rows<ReasoningBank>,
+    /// Tokens and dollars of this run's model calls.
+    pub llm_spent: (u64, f64),
+}
+
+impl Known {
+    /// Nothing known yet; the first [`Known::refresh`] reads the whole log.
+    pub fn new(run_id: &str) -> Self {
+        Self {
+            run_id: run_id.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Folds in every event appended since the last refresh.
+    pub async fn refresh(&mut self, store: &Store) -> Result<(), StoreError> {
+        loop {
+            let page = store.read(self.position, None, PAGE).await?;
+            let Some(last) = page.last().map(|r| r.position) else {
+                return Ok(());
+            };
+            for event in &page {
+                self.apply(event);
+            }
+            self.position = last;
+            if page.len() < PAGE as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &Recorded) {
+        self.run.apply(&self.run_id, event);
+        Archive::apply(&mut self.archive, event);
+        ReplayBuffer::apply(&mut self.replay, event);
+        ReasoningBank::apply(&mut self.bank, event);
+        if let dgm_events::Event::LlmCallMade(call) = &event.event
+            && call.run_id == self.run_id
+        {
+            self.llm_spent.0 += call.prompt_tokens + call.completion_tokens;
+            self.llm_spent.1 += call.cost_usd;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dgm_events::testing::sqlite_url;
+    use dgm_events::*;
+    use dgm_projections::projector::catch_up;
+
+    use super::*;
+
+    /// Following the log event by event must give exactly the stored views.
+    #[tokio::test]
+    async fn following_the_log_equals_catching_up_the_stored_views() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&sqlite_url(dir.path())).await.expect("store");
+        let meta = Metadata::new("test").with_run("run-1");
+        let mut known = Known::new("run-1");
+        for round in 0..3 {
+            let id = format!("eval-{round}");
+            store
+                .append(
+                    StreamType::Evaluation,
+                    &id,
+                    vec![
+                        BenchmarkStarted {
+                            evaluation_id: id.clone(),
+                            agent: Some("a".into()),
+                            version: Some("v1".into()),
+                            suite: "s".into(),
+                            stage: 1,
+                            split: "train".into(),
+                            tasks: 1,
+                        }
+                        .into(),
+                        TrajectoryRecorded {
+                            evaluation_id: id.clone(),
+                            trajectory: Trajectory {
+                                agent: "a".into(),
+                                version: "v1".into(),
+                                suite: "s".into(),
+                                task: format!("t{round}"),
+                                tags: vec![],
+                                outcome: "failure".into(),
+                                score: Some(0.0),
+                                error_category: Some("timeout".into()),
+                                rationale: None,
+                                log_excerpt: String::new(),
+                                stdout_blob: None,
+                                stderr_blob: None,
+                                wall_ms: 1,
+                                cpu_ms: 1,
+                                peak_memory_bytes: None,
+                                tokens: None,
+                                cost_usd: None,
+                            },
+                        }
+                        .into(),
+                        BenchmarkCompleted {
+                            evaluation_id: id.clone(),
+                            score: Some(0.0),
+                            passed_gate: false,
+                            metrics: Default::default(),
+                        }
+                        .into(),
+                    ],
+                    &meta,
+                )
+                .await
+                .expect("append");
+            known.refresh(&store).await.expect("refresh");
+            assert_eq!(
+                known.replay,
+                catch_up::<ReplayBuffer>(&store).await.expect("catch up")
+            );
+            let baseline = &known.run.attempts["baseline"];
+            assert_eq!(baseline.evals.len(), round + 1);
+            assert_eq!(baseline.evals[&id].failures["timeout"], 1);
+        }
+        let loaded = RunState::load(&store, "run-1").await.expect("load");
+        assert_eq!(
+            format!("{:?}", loaded.attempts),
+            format!("{:?}", known.run.attempts)
+        );
+    }
+}
