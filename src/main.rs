@@ -12,11 +12,24 @@ mod sandbox_events;
 use clap::Parser;
 
 fn main() {
-    // Die quietly on a closed pipe (`dgm history | head`), like other Unix tools.
-    #[cfg(unix)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // Stop quietly when our reader goes away (`dgm history | head`), like
+    // other Unix tools — but only for our own stdout. SIGPIPE itself stays
+    // ignored (Rust's default): with it at its default, a sandboxed payload
+    // or a scorer that exits before reading its stdin would kill the whole
+    // evolution mid-attempt.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     // TLS for the LLM client: ring, installed before anything connects.
     dgm_llm::install_crypto_provider();
     let cli = cli::Cli::parse();

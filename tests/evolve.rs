@@ -1239,3 +1239,44 @@ fn a_patch_that_does_not_apply_is_refused_with_its_reason() {
         Err(PatchError::WrongFile { .. })
     ));
 }
+
+/// A scorer that exits without reading the agent's output on its stdin (the
+/// binpack scorer reads the output file instead) makes dgm's write to it
+/// fail with EPIPE. That must cost nothing: with SIGPIPE at its default, the
+/// whole process died silently mid-run (exit 141).
+#[test]
+fn a_scorer_that_ignores_its_stdin_does_not_kill_dgm() {
+    let dgm = Dgm::new();
+    let suite = dgm.path().join("quiet-suite");
+    std::fs::create_dir_all(&suite).unwrap();
+    std::fs::write(
+        suite.join("suite.toml"),
+        r#"[suite]
+name = "quiet"
+kind = "tasks"
+
+[scorer]
+command = ["python3", "-S", "-c", "print('{\"score\": 1.0, \"passed\": true}')"]
+
+[[tasks]]
+id = "loud"
+input = { n = 1 }
+"#,
+    )
+    .unwrap();
+    let agent = dgm.path().join("loud");
+    std::fs::create_dir_all(&agent).unwrap();
+    std::fs::write(
+        agent.join("agent.toml"),
+        "name = \"loud\"\nlanguage = \"python\"\nrun = [\"python3\", \"loud.py\"]\nevolvable = [\"loud.py\"]\n",
+    )
+    .unwrap();
+    // Far more than a pipe holds, so the write to the scorer cannot complete
+    // before the scorer has exited.
+    std::fs::write(agent.join("loud.py"), "print('x' * 900_000)\n").unwrap();
+    let (agent, suite) = (agent.display().to_string(), suite.display().to_string());
+    let out = dgm.run(&["bench", &agent, "--suite", &suite, "--json"]);
+    assert_eq!(out.code, 0, "exit {}; stderr:\n{}", out.code, out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    assert_eq!(report[0]["metrics"]["pass_rate"], 1.0, "{report}");
+}

@@ -257,7 +257,7 @@ impl NativeSandbox {
         };
         // `sync_r` stays open here until init has both bytes: should init
         // die first, our writes land in the pipe instead of raising SIGPIPE
-        // (which the dgm binary does not ignore).
+        // (which an embedding program may not ignore).
         drop((stdin_r, stdout_w, stderr_w, err_w, status_w));
         drop(plan);
 
