@@ -220,6 +220,15 @@ impl<E: Executor + 'static> Evolution<E> {
             })
     }
 
+    /// The best score in the archive now.
+    async fn current_best(&self) -> Result<Option<f64>, EvolveError> {
+        let known = self.known().await?;
+        Ok(known
+            .archive
+            .get(&self.config.agent)
+            .and_then(|archive| self.best_score(archive, None)))
+    }
+
     /// This run's state, current.
     async fn run_state(&self) -> Result<RunState, EvolveError> {
         Ok(self.known().await?.run.clone())
@@ -277,23 +286,30 @@ impl<E: Executor + 'static> Evolution<E> {
         }
         let stop_reason;
         loop {
-            state = self.run_state().await?;
-            let attempts_done = state.finished_attempts().count() as u32;
-            let resuming_generation = !state.generation(generation).is_empty();
-            let llm_spent = self.llm_spent().await?;
-            if !resuming_generation
-                && let Some(reason) =
-                    self.budget_spent(&state, generation, attempts_done, began, llm_spent)
-            {
+            // Read under the lock, without copying the run's whole state.
+            let (attempts_done, resuming_generation, spent) = {
+                let known = self.known().await?;
+                let done = known.run.finished_attempts().count() as u32;
+                let resuming = !known.run.generation(generation).is_empty();
+                let spent = (!resuming)
+                    .then(|| {
+                        self.budget_spent(&known.run, generation, done, began, known.llm_spent)
+                    })
+                    .flatten();
+                (done, resuming, spent)
+            };
+            if let Some(reason) = spent {
                 stop_reason = reason;
                 break;
             }
             if !resuming_generation {
                 self.start_generation(generation, &strategy, attempts_done)
                     .await?;
-                state = self.run_state().await?;
             }
-            let attempts: Vec<(String, AttemptState)> = state
+            let attempts: Vec<(String, AttemptState)> = self
+                .known()
+                .await?
+                .run
                 .generation(generation)
                 .into_iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
@@ -310,10 +326,9 @@ impl<E: Executor + 'static> Evolution<E> {
                     continue;
                 }
                 let finished = self.decide(id, &attempt, noisy).await?;
-                let best = self.best_score(&self.archive().await?, None);
-                observer.attempt_finished(&finished, best);
+                observer.attempt_finished(&finished, self.current_best().await?);
             }
-            observer.generation_finished(generation, self.best_score(&self.archive().await?, None));
+            observer.generation_finished(generation, self.current_best().await?);
             if self.stop.load(Ordering::SeqCst) {
                 stop_reason = "interrupted".to_string();
                 break;
@@ -887,11 +902,6 @@ impl<E: Executor + 'static> Evolution<E> {
         Ok(())
     }
 
-    /// Tokens and dollars this run's model calls have cost so far.
-    async fn llm_spent(&self) -> Result<(u64, f64), EvolveError> {
-        Ok(self.known().await?.llm_spent)
-    }
-
     /// Failed runs of the parent, the agent's live strategies and the
     /// lineage's recent attempts in this run: what a proposer's prompt quotes.
     async fn proposal_context(
@@ -1090,12 +1100,18 @@ impl<E: Executor + 'static> Evolution<E> {
         if let Some(r) = done.evals.get(id) {
             return Ok(r.clone());
         }
-        let archive = self.archive().await?;
+        let command = self
+            .known()
+            .await?
+            .archive
+            .get(&self.config.agent)
+            .map(|archive| archive.manifest.run.clone())
+            .unwrap_or_default();
         let dir = tempfile::Builder::new().prefix("dgm-version-").tempdir()?;
         write_dir_files(dir.path(), files)?;
         let spec = RunSpec {
             code_dir: dir.path().to_path_buf(),
-            command: archive.manifest.run.clone(),
+            command,
             env: BTreeMap::new(),
         };
         let stage_def = if split == TRAIN {
