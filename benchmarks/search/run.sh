@@ -6,6 +6,7 @@
 #
 #   benchmarks/search/run.sh [ATTEMPTS] [SEEDS] [STRATEGIES...]
 #   e.g. benchmarks/search/run.sh 500 5 dgm greedy random
+#   EVOLVE_ARGS="--lambda 100" benchmarks/search/run.sh 150 5 dgm   # extra `dgm evolve` flags
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ATTEMPTS=${1:-500}; SEEDS=${2:-5}; shift 2 || true
@@ -19,7 +20,7 @@ for strategy in "${STRATEGIES[@]}"; do
   for seed in $(seq 1 "$SEEDS"); do
     store="sqlite://$OUT/$strategy-$seed.db"
     "$DGM" --store "$store" evolve examples/binpack --selection "$strategy" --seed "$seed" \
-      --max-attempts "$ATTEMPTS" --generations 100000 --population 4 --json > "$OUT/$strategy-$seed.json" 2>"$OUT/$strategy-$seed.err" \
+      --max-attempts "$ATTEMPTS" --generations 100000 --population 4 ${EVOLVE_ARGS:-} --json > "$OUT/$strategy-$seed.json" 2>"$OUT/$strategy-$seed.err" \
       || { echo "| $strategy | $seed | failed: $(tail -1 "$OUT/$strategy-$seed.err") |"; continue; }
     "$DGM" --store "$store" bench binpack@best --split validation --json > "$OUT/$strategy-$seed.val.json" 2>>"$OUT/$strategy-$seed.err" \
       || { echo "| $strategy | $seed | validation failed: $(tail -1 "$OUT/$strategy-$seed.err") |"; continue; }
