@@ -41,6 +41,7 @@ impl Store {
                     .bind(bytes)
                     .execute(pool)
                     .await?;
+                self.wrote(bytes.len());
             }
             Db::Postgres(pool) => {
                 sqlx::query("INSERT INTO blobs (hash, size, data) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING")

@@ -7,10 +7,12 @@
 pub mod agent;
 pub mod aggregates;
 pub mod blobs;
+mod checkpoint;
 pub mod event;
 pub mod metadata;
 mod migrate;
 mod repository;
+mod sqlite_raw;
 pub mod store;
 pub mod testing;
 pub mod upcast;

@@ -76,21 +76,35 @@ impl Metadata {
         map
     }
 
-    pub(crate) fn from_map(map: &HashMap<String, String>) -> Result<Self, String> {
-        let get = |k: &str| map.get(k).cloned();
-        let time = get("time").ok_or("metadata has no `time`")?;
+    /// Metadata as stored: a JSON object of strings (keys as [`Self::to_map`]
+    /// writes them; others are ignored).
+    pub(crate) fn decode(text: &str) -> Result<Self, String> {
+        let stored: StoredMetadata = serde_json::from_str(text)
+            .map_err(|e| format!("metadata is not a JSON object of strings: {e}"))?;
+        let time = stored.time.ok_or("metadata has no `time`")?;
         let time = DateTime::parse_from_rfc3339(&time)
             .map_err(|e| format!("metadata `time` {time:?}: {e}"))?
             .with_timezone(&Utc);
         Ok(Self {
             time,
-            correlation_id: get("correlation_id").unwrap_or_default(),
-            causation_id: get("causation_id"),
-            run_id: get("run_id"),
-            attempt_id: get("attempt_id"),
-            actor: get("actor").unwrap_or_default(),
+            correlation_id: stored.correlation_id.unwrap_or_default(),
+            causation_id: stored.causation_id,
+            run_id: stored.run_id,
+            attempt_id: stored.attempt_id,
+            actor: stored.actor.unwrap_or_default(),
         })
     }
+}
+
+/// The stored form, decoded field by field rather than through a map.
+#[derive(Deserialize)]
+struct StoredMetadata {
+    time: Option<String>,
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+    run_id: Option<String>,
+    attempt_id: Option<String>,
+    actor: Option<String>,
 }
 
 /// Now, at the microsecond precision the log stores.

@@ -15,6 +15,10 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_batched_positions.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_storage_layout.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -25,10 +29,14 @@ const POSTGRES: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_batched_positions.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_position_trigger_only_when_missing.sql"),
+    ),
 ];
 
 /// The newest schema this binary knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub(crate) async fn run(db: &Db) -> Result<(), StoreError> {
     match db {

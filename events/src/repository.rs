@@ -1,298 +1,328 @@
-//! dgm's `PersistedEventRepository` for cqrs-es, on SQLite and PostgreSQL.
+//! dgm's cqrs-es `EventStore`, on SQLite and PostgreSQL.
 //!
-//! Why our own rather than sqlite-es / postgres-es: a commit is written as
-//! one multi-row INSERT that also assigns the global positions, under the
-//! database's write lock (SQLite `BEGIN IMMEDIATE`; PostgreSQL a
-//! transaction-scoped advisory lock), so positions are gapless and in commit
-//! order without a per-row trigger. The table and its composite primary key
-//! are the crates' own, so a duplicate (aggregate, sequence) is still the
+//! Why our own rather than cqrs-es' `PersistedEventStore` over sqlite-es /
+//! postgres-es: those turn every event into a `serde_json::Value` before a
+//! repository sees it, and insert one row at a time with a per-row position
+//! trigger. Here a commit encodes each event straight to JSON text once, the
+//! metadata (the same for every event of a commit) once, and writes the
+//! whole commit as one multi-row INSERT that also assigns the global
+//! positions under the database's write lock (SQLite: its single writer and
+//! the rowid; PostgreSQL: a transaction-scoped advisory lock), so positions
+//! are gapless and in commit order. The (aggregate_type, aggregate_id,
+//! sequence) key is unique, so a duplicate sequence is the
 //! optimistic-concurrency conflict cqrs-es expects.
 
-use cqrs_es::Aggregate;
-use cqrs_es::persist::{
-    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
-};
-use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use sqlx::Row;
 
-use crate::store::Db;
+use crate::checkpoint::Checkpointer;
+use crate::event::Event;
+use crate::store::{Db, StoreError, decode_event};
 
-/// Rows per INSERT statement (well under both databases' parameter limits).
-const CHUNK: usize = 500;
+/// Events per SQLite INSERT statement: 7 parameters each, under SQLite's
+/// limit of 32,766.
+const CHUNK: usize = 1_000;
 
 /// The lock every appender of a PostgreSQL log takes (also in the trigger).
 pub(crate) const APPEND_LOCK: i64 = 7064236001;
 
-pub(crate) struct LogRepository {
+type Failure<A> = AggregateError<<A as Aggregate>::Error>;
+
+/// The event store of one aggregate type.
+pub(crate) struct LogStore<A> {
     db: Db,
+    checkpointer: Option<Arc<Checkpointer>>,
+    aggregate: PhantomData<fn() -> A>,
 }
 
-impl LogRepository {
-    pub(crate) fn new(db: &Db) -> Self {
-        Self { db: db.clone() }
-    }
-}
-
-fn conflict_or(e: sqlx::Error) -> PersistenceError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            PersistenceError::OptimisticLockError
+impl<A> LogStore<A> {
+    pub(crate) fn new(db: &Db, checkpointer: Option<Arc<Checkpointer>>) -> Self {
+        Self {
+            db: db.clone(),
+            checkpointer,
+            aggregate: PhantomData,
         }
-        _ => PersistenceError::ConnectionError(Box::new(e)),
     }
 }
 
-fn row_to_event(
-    aggregate_type: String,
+/// An aggregate loaded from its events, and the last sequence it has seen.
+pub(crate) struct StreamContext<A> {
     aggregate_id: String,
+    aggregate: A,
+    sequence: usize,
+}
+
+impl<A: Aggregate> AggregateContext<A> for StreamContext<A> {
+    fn aggregate(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+}
+
+fn conflict_or<A: Aggregate>(e: sqlx::Error) -> Failure<A> {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => AggregateError::AggregateConflict,
+        _ => AggregateError::DatabaseConnectionError(Box::new(e)),
+    }
+}
+
+fn unreadable<A: Aggregate>(e: StoreError) -> Failure<A> {
+    AggregateError::DeserializationError(Box::new(e))
+}
+
+/// One stored event of a stream, as read back for cqrs-es.
+struct StreamRow {
+    position: i64,
     sequence: i64,
     event_type: String,
     event_version: String,
-    payload: &str,
-    metadata: &str,
-) -> Result<SerializedEvent, PersistenceError> {
-    let payload: Value = serde_json::from_str(payload)
-        .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
-    let metadata: Value = serde_json::from_str(metadata)
-        .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
-    Ok(SerializedEvent {
-        aggregate_id,
-        sequence: sequence as usize,
-        aggregate_type,
-        event_type,
-        event_version,
-        payload,
-        metadata,
-    })
+    payload: String,
+    metadata: Option<String>,
 }
 
-impl LogRepository {
-    async fn select(
+impl StreamRow {
+    fn from_row<R: Row>(row: &R, with_metadata: bool) -> Result<Self, sqlx::Error>
+    where
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        usize: sqlx::ColumnIndex<R>,
+    {
+        Ok(Self {
+            position: row.try_get(0)?,
+            sequence: row.try_get(1)?,
+            event_type: row.try_get(2)?,
+            event_version: row.try_get(3)?,
+            payload: row.try_get(4)?,
+            metadata: if with_metadata {
+                Some(row.try_get(5)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+impl<A: Aggregate<Event = Event>> LogStore<A> {
+    /// The stream's events in sequence order (with their metadata when asked).
+    async fn stream(
         &self,
-        aggregate_type: &str,
         aggregate_id: &str,
-        after: i64,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        let rows: Vec<(String, String, i64, String, String, String, String)> = match &self.db {
-            Db::Sqlite(pool) => sqlx::query(
-                "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
-                   FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > ? ORDER BY sequence",
-            )
-            .bind(aggregate_type)
+        with_metadata: bool,
+    ) -> Result<Vec<StreamRow>, Failure<A>> {
+        let metadata = if with_metadata { ", metadata" } else { "" };
+        let rows = match &self.db {
+            Db::Sqlite(pool) => sqlx::query(&format!(
+                "SELECT position, sequence, event_type, event_version, payload{metadata}
+                   FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 ORDER BY sequence"
+            ))
+            .bind(A::TYPE)
             .bind(aggregate_id)
-            .bind(after)
             .fetch_all(pool)
             .await
-            .map_err(conflict_or)?
+            .map_err(conflict_or::<A>)?
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(conflict_or)?,
-            Db::Postgres(pool) => sqlx::query(
-                "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text, metadata::text
-                   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
-            )
-            .bind(aggregate_type)
+            .map(|r| StreamRow::from_row(r, with_metadata))
+            .collect::<Result<_, _>>(),
+            Db::Postgres(pool) => sqlx::query(&format!(
+                "SELECT position, sequence, event_type, event_version, payload::text{metadata}{}
+                   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+                if with_metadata { "::text" } else { "" }
+            ))
+            .bind(A::TYPE)
             .bind(aggregate_id)
-            .bind(after)
             .fetch_all(pool)
             .await
-            .map_err(conflict_or)?
+            .map_err(conflict_or::<A>)?
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(conflict_or)?,
+            .map(|r| StreamRow::from_row(r, with_metadata))
+            .collect::<Result<_, _>>(),
         };
-        rows.into_iter()
-            .map(|(t, id, seq, et, ev, p, m)| row_to_event(t, id, seq, et, ev, &p, &m))
+        rows.map_err(conflict_or::<A>)
+    }
+}
+
+impl<A: Aggregate<Event = Event>> EventStore<A> for LogStore<A> {
+    type AC = StreamContext<A>;
+
+    async fn load_events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, Failure<A>> {
+        self.stream(aggregate_id, true)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let payload = decode_event(
+                    row.position,
+                    &row.event_type,
+                    &row.event_version,
+                    &row.payload,
+                )
+                .map_err(unreadable::<A>)?;
+                let metadata = row.metadata.as_deref().unwrap_or("{}");
+                let metadata: HashMap<String, String> = serde_json::from_str(metadata)
+                    .map_err(|e| AggregateError::DeserializationError(Box::new(e)))?;
+                Ok(EventEnvelope {
+                    aggregate_id: aggregate_id.to_string(),
+                    sequence: row.sequence as usize,
+                    payload,
+                    metadata,
+                })
+            })
             .collect()
     }
 
-    /// Appends `events` atomically, numbering them after the current head.
-    pub(crate) async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let encoded: Vec<(String, String)> = events
-            .iter()
-            .map(|e| {
-                Ok((
-                    serde_json::to_string(&e.payload)?,
-                    serde_json::to_string(&e.metadata)?,
-                ))
-            })
-            .collect::<Result<_, serde_json::Error>>()
-            .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?;
-        match &self.db {
-            Db::Sqlite(pool) => {
-                // IMMEDIATE: take the write lock before reading the head.
-                let mut tx = pool
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(conflict_or)?;
-                sqlite_insert(&mut tx, events, &encoded)
-                    .await
-                    .map_err(conflict_or)?;
-                tx.commit().await.map_err(conflict_or)?;
-                Ok(())
-            }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(conflict_or)?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(APPEND_LOCK)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(conflict_or)?;
-                let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(conflict_or)?;
-                let mut position = head;
-                for (chunk, enc) in events.chunks(CHUNK).zip(encoded.chunks(CHUNK)) {
-                    let mut values = Vec::with_capacity(chunk.len());
-                    for i in 0..chunk.len() {
-                        let b = i * 8;
-                        values.push(format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}::json, ${}::json, ${})",
-                            b + 1,
-                            b + 2,
-                            b + 3,
-                            b + 4,
-                            b + 5,
-                            b + 6,
-                            b + 7,
-                            b + 8
-                        ));
-                    }
-                    let sql = format!(
-                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, position) VALUES {}",
-                        values.join(", ")
-                    );
-                    let mut q = sqlx::query(&sql);
-                    for (e, (payload, metadata)) in chunk.iter().zip(enc) {
-                        position += 1;
-                        q = q
-                            .bind(&e.aggregate_type)
-                            .bind(&e.aggregate_id)
-                            .bind(e.sequence as i64)
-                            .bind(&e.event_type)
-                            .bind(&e.event_version)
-                            .bind(payload)
-                            .bind(metadata)
-                            .bind(position);
-                    }
-                    q.execute(&mut *tx).await.map_err(conflict_or)?;
-                }
-                tx.commit().await.map_err(conflict_or)?;
-                Ok(())
-            }
-        }
-    }
-}
-
-impl PersistedEventRepository for LogRepository {
-    async fn get_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.select(A::TYPE, aggregate_id, -1).await
-    }
-
-    async fn get_last_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-        last_sequence: usize,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.select(A::TYPE, aggregate_id, last_sequence as i64)
-            .await
-    }
-
-    async fn get_snapshot<A: Aggregate>(
-        &self,
-        _aggregate_id: &str,
-    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        // Event-store mode only: cqrs-es' snapshot stores apply events twice.
-        Ok(None)
-    }
-
-    async fn persist<A: Aggregate>(
-        &self,
-        events: &[SerializedEvent],
-        _snapshot: Option<(String, Value, usize)>,
-    ) -> Result<(), PersistenceError> {
-        self.append(events).await
-    }
-
-    async fn stream_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<ReplayStream, PersistenceError> {
-        let events = self.select(A::TYPE, aggregate_id, -1).await?;
-        feed(events).await
-    }
-
-    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
-        // Every instance of this aggregate type, in global order.
-        let ids: Vec<String> = match &self.db {
-            Db::Sqlite(pool) => sqlx::query_scalar(
-                "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = ?",
-            )
-            .bind(A::TYPE)
-            .fetch_all(pool)
-            .await
-            .map_err(conflict_or)?,
-            Db::Postgres(pool) => sqlx::query_scalar(
-                "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1",
-            )
-            .bind(A::TYPE)
-            .fetch_all(pool)
-            .await
-            .map_err(conflict_or)?,
+    async fn load_aggregate(&self, aggregate_id: &str) -> Result<StreamContext<A>, Failure<A>> {
+        let mut context = StreamContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate: A::default(),
+            sequence: 0,
         };
-        let mut all = Vec::new();
-        for id in ids {
-            all.extend(self.select(A::TYPE, &id, -1).await?);
+        for row in self.stream(aggregate_id, false).await? {
+            let event = decode_event(
+                row.position,
+                &row.event_type,
+                &row.event_version,
+                &row.payload,
+            )
+            .map_err(unreadable::<A>)?;
+            context.aggregate.apply(event);
+            context.sequence = row.sequence as usize;
         }
-        feed(all).await
+        Ok(context)
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<Event>,
+        context: StreamContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, Failure<A>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encode_failed = |e: serde_json::Error| AggregateError::UnexpectedError(Box::new(e));
+        // Sorted keys: the stored text does not depend on hash order.
+        let sorted: BTreeMap<&String, &String> = metadata.iter().collect();
+        let encoded_metadata = serde_json::to_string(&sorted).map_err(encode_failed)?;
+        let rows = events
+            .iter()
+            .zip(context.sequence + 1..)
+            .map(|(event, sequence)| {
+                Ok(NewRow {
+                    sequence: sequence as i64,
+                    event_type: event.event_type(),
+                    event_version: Event::current_version(event.event_type()).unwrap_or("1"),
+                    payload: serde_json::to_string(event)?,
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(encode_failed)?;
+        let commit = Commit {
+            aggregate_type: A::TYPE,
+            aggregate_id: &context.aggregate_id,
+            metadata: &encoded_metadata,
+            rows: &rows,
+        };
+        match &self.db {
+            Db::Sqlite(pool) => commit.to_sqlite(pool).await,
+            Db::Postgres(pool) => commit.to_postgres(pool).await,
+        }
+        .map_err(conflict_or::<A>)?;
+        if let Some(checkpointer) = &self.checkpointer {
+            let payloads: usize = rows.iter().map(|r| r.payload.len()).sum();
+            checkpointer.wrote(payloads + rows.len() * encoded_metadata.len());
+        }
+        Ok(events
+            .into_iter()
+            .zip(context.sequence + 1..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: context.aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect())
     }
 }
 
-async fn sqlite_insert(
-    conn: &mut sqlx::SqliteConnection,
-    events: &[SerializedEvent],
-    encoded: &[(String, String)],
-) -> Result<(), sqlx::Error> {
-    let head: i64 = sqlx::query_scalar("SELECT IFNULL(MAX(position), 0) FROM events")
-        .fetch_one(&mut *conn)
+/// One event of a commit, encoded.
+struct NewRow {
+    sequence: i64,
+    event_type: &'static str,
+    event_version: &'static str,
+    payload: String,
+}
+
+/// Everything one commit writes: events of one stream, with one metadata.
+struct Commit<'a> {
+    aggregate_type: &'static str,
+    aggregate_id: &'a str,
+    metadata: &'a str,
+    rows: &'a [NewRow],
+}
+
+impl Commit<'_> {
+    /// One transaction; positions are the rowids SQLite assigns, each one
+    /// past the largest, under the write lock that `BEGIN IMMEDIATE` takes.
+    async fn to_sqlite(&self, pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in self.rows.chunks(CHUNK) {
+            // Anonymous `?` only: SQLite looks a numbered parameter's name up
+            // in a list, which makes binding a long statement quadratic.
+            let sql = format!(
+                "INSERT INTO events (aggregate_type, aggregate_id, metadata, sequence, event_type, event_version, payload) VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for row in chunk {
+                q = q
+                    .bind(self.aggregate_type)
+                    .bind(self.aggregate_id)
+                    .bind(self.metadata)
+                    .bind(row.sequence)
+                    .bind(row.event_type)
+                    .bind(row.event_version)
+                    .bind(&row.payload);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// One transaction under the append lock: positions follow the head.
+    async fn to_postgres(&self, pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        // Arrays instead of a parameter per field: one statement text (and
+        // one prepared statement) whatever the commit's size.
+        let sequences: Vec<i64> = self.rows.iter().map(|r| r.sequence).collect();
+        let event_types: Vec<&str> = self.rows.iter().map(|r| r.event_type).collect();
+        let event_versions: Vec<&str> = self.rows.iter().map(|r| r.event_version).collect();
+        let payloads: Vec<&str> = self.rows.iter().map(|r| r.payload.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, metadata, position, sequence, event_type, event_version, payload)
+             SELECT $1, $2, $3::json, $4 + n, sequence, event_type, event_version, payload::json
+               FROM UNNEST($5::bigint[], $6::text[], $7::text[], $8::text[])
+                    WITH ORDINALITY AS e(sequence, event_type, event_version, payload, n)
+              ORDER BY n",
+        )
+        .bind(self.aggregate_type)
+        .bind(self.aggregate_id)
+        .bind(self.metadata)
+        .bind(head)
+        .bind(&sequences)
+        .bind(&event_types)
+        .bind(&event_versions)
+        .bind(&payloads)
+        .execute(&mut *tx)
         .await?;
-    let mut position = head;
-    for (chunk, enc) in events.chunks(CHUNK).zip(encoded.chunks(CHUNK)) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, position) VALUES {values}"
-        );
-        let mut q = sqlx::query(&sql);
-        for (e, (payload, metadata)) in chunk.iter().zip(enc) {
-            position += 1;
-            q = q
-                .bind(&e.aggregate_type)
-                .bind(&e.aggregate_id)
-                .bind(e.sequence as i64)
-                .bind(&e.event_type)
-                .bind(&e.event_version)
-                .bind(payload)
-                .bind(metadata)
-                .bind(position);
-        }
-        q.execute(&mut *conn).await?;
+        tx.commit().await
     }
-    Ok(())
-}
-
-async fn feed(events: Vec<SerializedEvent>) -> Result<ReplayStream, PersistenceError> {
-    let (mut feed, stream) = ReplayStream::new(events.len().max(1));
-    for e in events {
-        feed.push(Ok(e)).await?;
-    }
-    Ok(stream)
 }

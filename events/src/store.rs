@@ -8,19 +8,21 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
 use crate::aggregates::*;
+use crate::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use crate::event::Event;
 use crate::metadata::Metadata;
-use crate::repository::LogRepository;
-use crate::upcast::{TableUpcaster, upcast};
+use crate::repository::LogStore;
+use crate::sqlite_raw::Statement;
+use crate::upcast::upcast;
 
 /// Where the log lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,19 +115,20 @@ pub(crate) enum Db {
     Postgres(PgPool),
 }
 
-/// One cqrs-es framework per aggregate, in event-store mode (never the
-/// snapshot or aggregate store: they apply events twice), over our own
-/// repository.
-struct Framework<A: Aggregate>(CqrsFramework<A, PersistedEventStore<LogRepository, A>>);
+/// One cqrs-es framework per aggregate over our own event store (no
+/// snapshots: an aggregate is always folded from its events).
+struct Framework<A: Aggregate<Event = Event>>(CqrsFramework<A, LogStore<A>>);
 
-impl<A: Aggregate<Error = CommandError, Services = ()>> Framework<A>
+impl<A: Aggregate<Event = Event, Error = CommandError, Services = ()>> Framework<A>
 where
     A::Command: Clone,
 {
-    fn new(db: &Db) -> Self {
-        let store = PersistedEventStore::new_event_store(LogRepository::new(db))
-            .with_upcasters(vec![Box::new(TableUpcaster)]);
-        Framework(CqrsFramework::new(store, vec![], ()))
+    fn new(db: &Db, checkpointer: &Option<Arc<Checkpointer>>) -> Self {
+        Framework(CqrsFramework::new(
+            LogStore::new(db, checkpointer.clone()),
+            vec![],
+            (),
+        ))
     }
 
     /// Executes, reloading and retrying when another writer got there first.
@@ -164,6 +167,8 @@ where
 /// The event log and blob store of one database.
 pub struct Store {
     pub(crate) db: Db,
+    /// SQLite only: what this process commits, for background checkpoints.
+    pub(crate) checkpointer: Option<Arc<Checkpointer>>,
     url: StoreUrl,
     agents: Framework<Agent>,
     runs: Framework<Run>,
@@ -182,13 +187,20 @@ pub enum StreamType {
 }
 
 impl Store {
+    /// Notes `bytes` committed (for the background checkpoints of SQLite).
+    pub(crate) fn wrote(&self, bytes: usize) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.wrote(bytes);
+        }
+    }
+
     /// Opens (creating a SQLite file on first use) and migrates.
     pub async fn open(url: &StoreUrl) -> Result<Self, StoreError> {
         let unreachable = |message: String| StoreError::Unreachable {
             url: url.redacted(),
             message,
         };
-        let db = match url {
+        let (db, checkpointer) = match url {
             StoreUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| unreachable(e.to_string()))?;
@@ -198,14 +210,20 @@ impl Store {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(60));
+                    .busy_timeout(Duration::from_secs(60))
+                    // Checkpoints run in the background (see `checkpoint`);
+                    // a committing connection only checkpoints past this.
+                    .pragma("wal_autocheckpoint", BACKSTOP_PAGES.to_string());
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(60))
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
                     .map_err(|e| unreachable(e.to_string()))?;
-                Db::Sqlite(pool)
+                let checkpointer = Checkpointer::start(&options)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                (Db::Sqlite(pool), Some(Arc::new(checkpointer)))
             }
             StoreUrl::Postgres(raw) => {
                 let options =
@@ -225,17 +243,18 @@ impl Store {
                     .connect_with(options)
                     .await
                     .map_err(|e| unreachable(e.to_string()))?;
-                Db::Postgres(pool)
+                (Db::Postgres(pool), None)
             }
         };
         crate::migrate::run(&db).await?;
         Ok(Self {
-            agents: Framework::new(&db),
-            runs: Framework::new(&db),
-            evaluations: Framework::new(&db),
-            strategies: Framework::new(&db),
-            sandbox: Framework::new(&db),
+            agents: Framework::new(&db, &checkpointer),
+            runs: Framework::new(&db, &checkpointer),
+            evaluations: Framework::new(&db, &checkpointer),
+            strategies: Framework::new(&db, &checkpointer),
+            sandbox: Framework::new(&db, &checkpointer),
             db,
+            checkpointer,
             url: url.clone(),
         })
     }
@@ -295,34 +314,89 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Recorded>, StoreError> {
         let up_to = up_to.unwrap_or(i64::MAX as u64).min(i64::MAX as u64) as i64;
-        let rows: Vec<RawRow> = match &self.db {
-            Db::Sqlite(pool) => sqlx::query(
-                "SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
-                   FROM events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
-            )
-            .bind(after as i64)
-            .bind(up_to)
-            .bind(limit as i64)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(RawRow::from_sqlite)
-            .collect::<Result<_, _>>()?,
-            Db::Postgres(pool) => sqlx::query(
-                "SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version,
-                        payload::text AS payload, metadata::text AS metadata
-                   FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3",
-            )
-            .bind(after as i64)
-            .bind(up_to)
-            .bind(limit as i64)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(RawRow::from_postgres)
-            .collect::<Result<_, _>>()?,
-        };
-        rows.into_iter().map(RawRow::decode).collect()
+        match &self.db {
+            Db::Sqlite(pool) => {
+                // Directly, not row by row through sqlx: see `sqlite_raw`.
+                let mut conn = pool.acquire().await?;
+                let mut handle = conn.lock_handle().await?;
+                let mut page = Statement::prepare(
+                    &mut handle,
+                    "SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+                       FROM events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
+                )?;
+                page.bind_i64(1, after as i64)?;
+                page.bind_i64(2, up_to)?;
+                page.bind_i64(3, i64::from(limit))?;
+                // The text of every row, back to back, so that decoding can
+                // happen after the statement is done (and on more threads).
+                let mut text = String::new();
+                let mut rows = Vec::new();
+                while page.step()? {
+                    let mut fields = [(0, 0); 6];
+                    for (field, column) in fields.iter_mut().zip([1, 2, 4, 5, 6, 7]) {
+                        let start = text.len();
+                        text.push_str(page.column_str(column)?);
+                        *field = (start, text.len());
+                    }
+                    rows.push((page.column_i64(0), page.column_i64(3), fields));
+                }
+                drop(page);
+                drop(handle);
+                drop(conn);
+                let rows: Vec<RawRow<'_>> = rows
+                    .into_iter()
+                    .map(|(position, sequence, fields)| {
+                        let [
+                            aggregate_type,
+                            aggregate_id,
+                            event_type,
+                            event_version,
+                            payload,
+                            metadata,
+                        ] = fields.map(|(start, end)| &text[start..end]);
+                        RawRow {
+                            position,
+                            aggregate_type,
+                            aggregate_id,
+                            sequence,
+                            event_type,
+                            event_version,
+                            payload,
+                            metadata,
+                        }
+                    })
+                    .collect();
+                decode_rows(&rows)
+            }
+            Db::Postgres(pool) => {
+                let found = sqlx::query(
+                    "SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version,
+                            payload::text AS payload, metadata::text AS metadata
+                       FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3",
+                )
+                .bind(after as i64)
+                .bind(up_to)
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await?;
+                let rows = found
+                    .iter()
+                    .map(|row| {
+                        Ok(RawRow {
+                            position: row.try_get(0)?,
+                            aggregate_type: row.try_get(1)?,
+                            aggregate_id: row.try_get(2)?,
+                            sequence: row.try_get(3)?,
+                            event_type: row.try_get(4)?,
+                            event_version: row.try_get(5)?,
+                            payload: row.try_get(6)?,
+                            metadata: row.try_get(7)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                decode_rows(&rows)
+            }
+        }
     }
 
     /// Every event up to `up_to`, paged.
@@ -339,83 +413,120 @@ impl Store {
     }
 }
 
-struct RawRow {
+/// One stored event, its text fields borrowed from what the database returned.
+struct RawRow<'a> {
     position: i64,
-    aggregate_type: String,
-    aggregate_id: String,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
     sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: String,
-    metadata: String,
+    event_type: &'a str,
+    event_version: &'a str,
+    payload: &'a str,
+    metadata: &'a str,
 }
 
-impl RawRow {
-    fn from_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<Self, StoreError> {
-        Ok(Self {
-            position: row.try_get("position")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-        })
-    }
-
-    fn from_postgres(row: &sqlx::postgres::PgRow) -> Result<Self, StoreError> {
-        Ok(Self {
-            position: row.try_get("position")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-        })
-    }
-
-    fn decode(self) -> Result<Recorded, StoreError> {
+impl RawRow<'_> {
+    /// Decodes the row; `previous` is the row before it, whose metadata (the
+    /// same for every event of a commit) is reused when the text is equal.
+    fn decode(&self, previous: Option<(&str, &Recorded)>) -> Result<Recorded, StoreError> {
         let position = self.position as u64;
         let corrupt = |message: String| StoreError::Corrupt { position, message };
-        let current = Event::current_version(&self.event_type) == Some(self.event_version.as_str());
-        // Fast path: a current-version payload decodes straight into the enum.
-        let direct = if current {
-            serde_json::from_str::<Event>(&self.payload).ok()
-        } else {
-            None
+        let event = decode_event(
+            self.position,
+            self.event_type,
+            self.event_version,
+            self.payload,
+        )?;
+        let metadata = match previous {
+            Some((text, recorded)) if text == self.metadata => recorded.metadata.clone(),
+            _ => Metadata::decode(self.metadata).map_err(corrupt)?,
         };
-        let event = match direct {
-            Some(event) => event,
-            None => {
-                let payload: serde_json::Value = serde_json::from_str(&self.payload)
-                    .map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
-                let payload = upcast(&self.event_type, &self.event_version, payload)
-                    .map_err(|e| corrupt(e.to_string()))?;
-                serde_json::from_value(payload).map_err(|e| {
-                    corrupt(format!("{} payload does not match: {e}", self.event_type))
-                })?
-            }
-        };
-        if event.event_type() != self.event_type {
-            return Err(corrupt(format!(
-                "stored as {} but the payload is {}",
-                self.event_type,
-                event.event_type()
-            )));
-        }
-        let map: HashMap<String, String> = serde_json::from_str(&self.metadata)
-            .map_err(|e| corrupt(format!("metadata is not a JSON object of strings: {e}")))?;
-        let metadata = Metadata::from_map(&map).map_err(corrupt)?;
         Ok(Recorded {
             position,
-            aggregate_type: self.aggregate_type,
-            aggregate_id: self.aggregate_id,
+            aggregate_type: self.aggregate_type.to_string(),
+            aggregate_id: self.aggregate_id.to_string(),
             sequence: self.sequence as u64,
             event,
             metadata,
         })
     }
+}
+
+/// Decodes `rows` in order: on several threads when there are many (a
+/// rebuild reads the whole log, and decoding is most of its work).
+fn decode_rows(rows: &[RawRow<'_>]) -> Result<Vec<Recorded>, StoreError> {
+    const ROWS_PER_THREAD: usize = 1_000;
+    const MAX_THREADS: usize = 4;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS)
+        .min(rows.len() / ROWS_PER_THREAD);
+    if threads < 2 {
+        return decode_in_order(rows);
+    }
+    let part = rows.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = rows
+            .chunks(part)
+            .skip(1)
+            .map(|rows| scope.spawn(move || decode_in_order(rows)))
+            .collect();
+        let mut decoded = decode_in_order(&rows[..part])?;
+        for other in others {
+            let part = other
+                .join()
+                .map_err(|_| StoreError::Database("decoding events panicked".into()))??;
+            decoded.extend(part);
+        }
+        Ok(decoded)
+    })
+}
+
+fn decode_in_order(rows: &[RawRow<'_>]) -> Result<Vec<Recorded>, StoreError> {
+    let mut decoded: Vec<Recorded> = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let previous = i
+            .checked_sub(1)
+            .and_then(|p| Some((rows[p].metadata, decoded.last()?)));
+        decoded.push(row.decode(previous)?);
+    }
+    Ok(decoded)
+}
+
+/// The event stored at `position`, lifted to the current version.
+pub(crate) fn decode_event(
+    position: i64,
+    event_type: &str,
+    event_version: &str,
+    payload: &str,
+) -> Result<Event, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        position: position as u64,
+        message,
+    };
+    let current = Event::current_version(event_type) == Some(event_version);
+    // Fast path: a current-version payload decodes straight into the enum.
+    let direct = if current {
+        serde_json::from_str::<Event>(payload).ok()
+    } else {
+        None
+    };
+    let event = match direct {
+        Some(event) => event,
+        None => {
+            let payload: serde_json::Value = serde_json::from_str(payload)
+                .map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
+            let payload =
+                upcast(event_type, event_version, payload).map_err(|e| corrupt(e.to_string()))?;
+            serde_json::from_value(payload)
+                .map_err(|e| corrupt(format!("{event_type} payload does not match: {e}")))?
+        }
+    };
+    if event.event_type() != event_type {
+        return Err(corrupt(format!(
+            "stored as {event_type} but the payload is {}",
+            event.event_type()
+        )));
+    }
+    Ok(event)
 }

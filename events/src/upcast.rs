@@ -2,9 +2,8 @@
 //!
 //! Each entry maps (event type, stored version) to a function producing the
 //! next version's payload. The same table serves the global log reader and
-//! cqrs-es when it loads an aggregate.
+//! the event store when it loads an aggregate.
 
-use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
 
 use crate::event::Event;
@@ -67,31 +66,6 @@ pub fn upcast(event_type: &str, version: &str, mut payload: Value) -> Result<Val
         version = step.to.to_string();
     }
     Ok(payload)
-}
-
-/// The table above, as cqrs-es wants it.
-pub(crate) struct TableUpcaster;
-
-impl EventUpcaster for TableUpcaster {
-    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
-        STEPS
-            .iter()
-            .any(|s| s.event_type == event_type && s.from == event_version)
-    }
-
-    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
-        if let Ok(payload) = upcast(
-            &event.event_type,
-            &event.event_version,
-            event.payload.clone(),
-        ) {
-            event.payload = payload;
-            if let Some(v) = Event::current_version(&event.event_type) {
-                event.event_version = v.to_string();
-            }
-        }
-        event
-    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use crate::sqlite_raw::Statement;
 use crate::store::{Db, Store, StoreError};
 
-/// Rows per statement when writing views.
-const CHUNK: usize = 300;
+/// Keys per SQLite DELETE (one parameter each, under SQLite's limit of
+/// 32,766), and rows written per lock of the connection handle.
+const SQLITE_CHUNK: usize = 2_000;
+
+/// Rows per PostgreSQL statement (sent as arrays, so any size binds as three
+/// parameters; this only bounds one message).
+const POSTGRES_CHUNK: usize = 10_000;
 
 /// Rows of one view (key → JSON) and the position they reflect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,32 +32,68 @@ pub struct ViewChange {
 impl Store {
     /// The stored rows of `view` and its checkpoint (0 if never projected).
     pub async fn load_view(&self, view: &str) -> Result<ViewSnapshot, StoreError> {
-        let (checkpoint, rows): (Option<i64>, Vec<(String, String)>) = match &self.db {
-            Db::Sqlite(pool) => (
-                sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = ?")
-                    .bind(view)
-                    .fetch_optional(pool)
-                    .await?,
-                sqlx::query_as("SELECT key, value FROM view_rows WHERE view = ?")
-                    .bind(view)
-                    .fetch_all(pool)
-                    .await?,
-            ),
+        let (checkpoint, rows) = match &self.db {
+            Db::Sqlite(pool) => {
+                let checkpoint: Option<i64> =
+                    sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = ?")
+                        .bind(view)
+                        .fetch_optional(pool)
+                        .await?;
+                // Directly, not row by row through sqlx: see `sqlite_raw`.
+                let mut conn = pool.acquire().await?;
+                let mut handle = conn.lock_handle().await?;
+                let mut select = Statement::prepare(
+                    &mut handle,
+                    "SELECT key, value FROM view_rows WHERE view = ?",
+                )?;
+                select.bind_text(1, view)?;
+                let mut rows = BTreeMap::new();
+                while select.step()? {
+                    rows.insert(
+                        select.column_str(0)?.to_string(),
+                        select.column_str(1)?.to_string(),
+                    );
+                }
+                (checkpoint, rows)
+            }
             Db::Postgres(pool) => (
                 sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = $1")
                     .bind(view)
                     .fetch_optional(pool)
                     .await?,
-                sqlx::query_as("SELECT key, value FROM view_rows WHERE view = $1")
-                    .bind(view)
-                    .fetch_all(pool)
-                    .await?,
+                sqlx::query_as::<_, (String, String)>(
+                    "SELECT key, value FROM view_rows WHERE view = $1",
+                )
+                .bind(view)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .collect(),
             ),
         };
         Ok(ViewSnapshot {
             checkpoint: checkpoint.unwrap_or(0) as u64,
-            rows: rows.into_iter().collect(),
+            rows,
         })
+    }
+
+    /// The position `view` has folded (0 if never projected), without its rows.
+    pub async fn view_checkpoint(&self, view: &str) -> Result<u64, StoreError> {
+        let checkpoint: Option<i64> = match &self.db {
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = ?")
+                    .bind(view)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = $1")
+                    .bind(view)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        Ok(checkpoint.unwrap_or(0) as u64)
     }
 
     /// Applies `change` and moves the checkpoint from `from` to `to`, in one
@@ -85,29 +127,10 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                for keys in change.deletes.chunks(CHUNK) {
-                    let sql = format!(
-                        "DELETE FROM view_rows WHERE view = ? AND key IN ({})",
-                        vec!["?"; keys.len()].join(", ")
-                    );
-                    let mut q = sqlx::query(&sql).bind(view);
-                    for key in keys {
-                        q = q.bind(key);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                for rows in change.upserts.chunks(CHUNK) {
-                    let sql = format!(
-                        "INSERT INTO view_rows (view, key, value) VALUES {} ON CONFLICT (view, key) DO UPDATE SET value = excluded.value",
-                        vec!["(?, ?, ?)"; rows.len()].join(", ")
-                    );
-                    let mut q = sqlx::query(&sql);
-                    for (key, value) in rows {
-                        q = q.bind(view).bind(key).bind(value);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
+                sqlite_delete(&mut tx, view, &change.deletes).await?;
+                sqlite_write(&mut tx, view, &change.upserts, UPSERT).await?;
                 tx.commit().await?;
+                self.wrote(bytes(&change.upserts));
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -122,31 +145,56 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                for keys in change.deletes.chunks(CHUNK) {
-                    sqlx::query("DELETE FROM view_rows WHERE view = $1 AND key = ANY($2)")
-                        .bind(view)
-                        .bind(keys)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for rows in change.upserts.chunks(CHUNK) {
-                    let placeholders: Vec<String> = (0..rows.len())
-                        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                        .collect();
-                    let sql = format!(
-                        "INSERT INTO view_rows (view, key, value) VALUES {} ON CONFLICT (view, key) DO UPDATE SET value = excluded.value",
-                        placeholders.join(", ")
-                    );
-                    let mut q = sqlx::query(&sql);
-                    for (key, value) in rows {
-                        q = q.bind(view).bind(key).bind(value);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
+                postgres_delete(&mut tx, view, &change.deletes).await?;
+                postgres_upsert(&mut tx, view, &change.upserts).await?;
                 tx.commit().await?;
             }
         }
         Ok(true)
+    }
+
+    /// Replaces every row of `view` with `rows` and sets its checkpoint to
+    /// `to`, in one transaction (a rebuild: readers see the old view or the
+    /// new one, never a half-written one).
+    pub async fn replace_view(
+        &self,
+        view: &str,
+        to: u64,
+        rows: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM view_rows WHERE view = ?")
+                    .bind(view)
+                    .execute(&mut *tx)
+                    .await?;
+                // The view is empty now: plain inserts, no conflict to look for.
+                sqlite_write(&mut tx, view, rows, INSERT).await?;
+                sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES (?, ?) ON CONFLICT (view) DO UPDATE SET position = excluded.position")
+                    .bind(view)
+                    .bind(to as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                self.wrote(bytes(rows));
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM view_rows WHERE view = $1")
+                    .bind(view)
+                    .execute(&mut *tx)
+                    .await?;
+                postgres_copy(&mut tx, view, rows).await?;
+                sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position")
+                    .bind(view)
+                    .bind(to as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Forgets `view` entirely (rows and checkpoint), for a rebuild.
@@ -179,4 +227,140 @@ impl Store {
         }
         Ok(())
     }
+}
+
+fn bytes(rows: &[(String, String)]) -> usize {
+    rows.iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum()
+}
+
+async fn sqlite_delete(
+    conn: &mut sqlx::SqliteConnection,
+    view: &str,
+    keys: &[String],
+) -> Result<(), sqlx::Error> {
+    for keys in keys.chunks(SQLITE_CHUNK) {
+        let sql = format!(
+            "DELETE FROM view_rows WHERE view = ? AND key IN ({})",
+            vec!["?"; keys.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(view);
+        for key in keys {
+            q = q.bind(key);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+const UPSERT: &str = "INSERT INTO view_rows (view, key, value) VALUES (?, ?, ?)
+                      ON CONFLICT (view, key) DO UPDATE SET value = excluded.value";
+const INSERT: &str = "INSERT INTO view_rows (view, key, value) VALUES (?, ?, ?)";
+
+/// Writes `rows` with `statement` (UPSERT or INSERT), prepared once and
+/// stepped per row, directly (see `sqlite_raw`): a multi-row INSERT through
+/// sqlx costs more in binding and copying than SQLite spends storing rows.
+async fn sqlite_write(
+    conn: &mut sqlx::SqliteConnection,
+    view: &str,
+    rows: &[(String, String)],
+    statement: &str,
+) -> Result<(), StoreError> {
+    // The handle is locked out of sqlx's worker (and this task runs SQLite
+    // itself) one chunk at a time.
+    for rows in rows.chunks(SQLITE_CHUNK) {
+        let mut handle = conn.lock_handle().await?;
+        let mut write = Statement::prepare(&mut handle, statement)?;
+        write.bind_text(1, view)?;
+        for (key, value) in rows {
+            write.bind_text(2, key)?;
+            write.bind_text(3, value)?;
+            write.step()?;
+            write.reset()?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts `rows` into an emptied view with COPY, PostgreSQL's bulk path
+/// (no conflict can arise, so no upsert is needed).
+async fn postgres_copy(
+    conn: &mut sqlx::PgConnection,
+    view: &str,
+    rows: &[(String, String)],
+) -> Result<(), sqlx::Error> {
+    /// Bytes per message sent.
+    const BATCH: usize = 1 << 20;
+    let mut copy = conn
+        .copy_in_raw("COPY view_rows (view, key, value) FROM STDIN")
+        .await?;
+    let mut data = String::with_capacity(BATCH + 4096);
+    for (key, value) in rows {
+        for (field, end) in [(view, '\t'), (key.as_str(), '\t'), (value.as_str(), '\n')] {
+            copy_text_escape(field, &mut data);
+            data.push(end);
+        }
+        if data.len() >= BATCH {
+            copy.send(data.as_bytes()).await?;
+            data.clear();
+        }
+    }
+    if !data.is_empty() {
+        copy.send(data.as_bytes()).await?;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Appends `field` as a column of COPY's text format (backslash escapes).
+fn copy_text_escape(field: &str, out: &mut String) {
+    let mut rest = field;
+    while let Some(i) = rest.find(['\\', '\n', '\r', '\t']) {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => "\\t",
+        });
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+}
+
+async fn postgres_delete(
+    conn: &mut sqlx::PgConnection,
+    view: &str,
+    keys: &[String],
+) -> Result<(), sqlx::Error> {
+    for keys in keys.chunks(POSTGRES_CHUNK) {
+        sqlx::query("DELETE FROM view_rows WHERE view = $1 AND key = ANY($2)")
+            .bind(view)
+            .bind(keys)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn postgres_upsert(
+    conn: &mut sqlx::PgConnection,
+    view: &str,
+    rows: &[(String, String)],
+) -> Result<(), sqlx::Error> {
+    for rows in rows.chunks(POSTGRES_CHUNK) {
+        let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        let values: Vec<&str> = rows.iter().map(|(_, v)| v.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO view_rows (view, key, value) SELECT $1, * FROM UNNEST($2::text[], $3::text[])
+             ON CONFLICT (view, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(view)
+        .bind(&keys)
+        .bind(&values)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

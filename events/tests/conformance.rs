@@ -299,6 +299,104 @@ async fn unreadable_events_are_clear_errors() {
     );
 }
 
+/// A database written by a dgm of schema version 2 (positions filled by a
+/// trigger, a separate position index) opens, keeps its history and goes on.
+#[tokio::test]
+async fn version_2_sqlite_database_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let StoreUrl::Sqlite(path) = &url else {
+        unreachable!()
+    };
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/sqlite/0001_event_log.sql"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(include_str!(
+            "../../migrations/sqlite/0002_batched_positions.sql"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE dgm_schema (version integer PRIMARY KEY) STRICT;
+             INSERT INTO dgm_schema (version) VALUES (1), (2);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let meta = r#"{"actor":"old","correlation_id":"c","time":"2025-01-01T00:00:00.000000Z"}"#;
+        for (sequence, event) in [started("e1"), trajectory_event("e1", 1)]
+            .iter()
+            .enumerate()
+        {
+            sqlx::query("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('evaluation', 'e1', ?, ?, '1', ?, ?)")
+                .bind(sequence as i64 + 1)
+                .bind(event.event_type())
+                .bind(serde_json::to_string(event).unwrap())
+                .bind(meta)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO view_rows (view, key, value) VALUES ('v', 'k', '{}')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ('v', 2)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let store = Store::open(&url).await.unwrap();
+    let before = assert_gapless(&store).await;
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].metadata.actor, "old");
+    assert_eq!(before[1].event, trajectory_event("e1", 1));
+    let view = store.load_view("v").await.unwrap();
+    assert_eq!((view.checkpoint, view.rows["k"].as_str()), (2, "{}"));
+    store
+        .append(
+            StreamType::Evaluation,
+            "e1",
+            vec![trajectory_event("e1", 2)],
+            &Metadata::new("new"),
+        )
+        .await
+        .unwrap();
+    let after = assert_gapless(&store).await;
+    assert_eq!((after[2].position, after[2].sequence), (3, 3));
+    // a stale sequence is still a conflict, and history still cannot change
+    let StoreUrl::Sqlite(path) = &url else {
+        unreachable!()
+    };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let duplicate = sqlx::query("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('evaluation', 'e1', 3, 'x', '1', '{}', '{}')")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(
+        duplicate
+            .as_database_error()
+            .is_some_and(|e| e.is_unique_violation()),
+        "{duplicate}"
+    );
+    assert!(
+        sqlx::query("UPDATE events SET position = 99")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+}
+
 #[tokio::test]
 async fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();

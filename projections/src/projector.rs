@@ -37,10 +37,60 @@ fn decode<P: Projection>(raw: &BTreeMap<String, String>) -> Result<Rows<P>, Proj
         .collect()
 }
 
-fn encode<P: Projection>(rows: &Rows<P>) -> BTreeMap<String, String> {
-    rows.iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_string(v).unwrap_or_default()))
-        .collect()
+/// The rows as stored: JSON, in key order. Many rows (a rebuilt replay
+/// buffer) are encoded on several threads.
+fn encode<P: Projection>(rows: &Rows<P>) -> Vec<(String, String)> {
+    const ROWS_PER_THREAD: usize = 2_000;
+    const MAX_THREADS: usize = 4;
+    fn encode_part<R: serde::Serialize>(rows: &[(&String, &R)]) -> Vec<(String, String)> {
+        rows.iter()
+            .map(|(k, v)| ((*k).clone(), serde_json::to_string(v).unwrap_or_default()))
+            .collect()
+    }
+    let rows: Vec<(&String, &P::Row)> = rows.iter().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS)
+        .min(rows.len() / ROWS_PER_THREAD);
+    if threads < 2 {
+        return encode_part(&rows);
+    }
+    let part = rows.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = rows
+            .chunks(part)
+            .skip(1)
+            .map(|rows| scope.spawn(move || encode_part(rows)))
+            .collect();
+        let mut encoded = encode_part(&rows[..part]);
+        for other in others {
+            // Encoding does not panic (`unwrap_or_default` above); should a
+            // thread die anyway, re-encode its part here.
+            match other.join() {
+                Ok(part) => encoded.extend(part),
+                Err(_) => return encode_part(&rows),
+            }
+        }
+        encoded
+    })
+}
+
+/// What turns the `stored` rows into the `encoded` ones (both in key order).
+fn diff(stored: &BTreeMap<String, String>, encoded: Vec<(String, String)>) -> ViewChange {
+    let deletes = stored
+        .keys()
+        .filter(|k| {
+            encoded
+                .binary_search_by(|(key, _)| key.as_str().cmp(k.as_str()))
+                .is_err()
+        })
+        .cloned()
+        .collect();
+    let upserts = encoded
+        .into_iter()
+        .filter(|(key, value)| stored.get(key) != Some(value))
+        .collect();
+    ViewChange { upserts, deletes }
 }
 
 /// Folds events `after < position <= up_to` into `rows`; returns the last position seen.
@@ -71,19 +121,7 @@ pub async fn catch_up<P: Projection>(store: &Store) -> Result<Rows<P>, Projectio
         if to == stored.checkpoint {
             return Ok(rows);
         }
-        let encoded = encode::<P>(&rows);
-        let mut change = ViewChange::default();
-        for (key, value) in &encoded {
-            if stored.rows.get(key) != Some(value) {
-                change.upserts.push((key.clone(), value.clone()));
-            }
-        }
-        change.deletes = stored
-            .rows
-            .keys()
-            .filter(|k| !encoded.contains_key(*k))
-            .cloned()
-            .collect();
+        let change = diff(&stored.rows, encode::<P>(&rows));
         if store
             .save_view(P::NAME, stored.checkpoint, to, &change)
             .await?
@@ -104,11 +142,12 @@ pub async fn as_of<P: Projection>(
     Ok(rows)
 }
 
-/// Clears the stored view and replays it from position 0.
+/// Replays the view from position 0 and replaces the stored one with it.
 pub async fn rebuild<P: Projection>(store: &Store) -> Result<u64, ProjectionError> {
-    store.clear_view(P::NAME).await?;
-    catch_up::<P>(store).await?;
-    Ok(store.load_view(P::NAME).await?.checkpoint)
+    let mut rows = Rows::<P>::new();
+    let to = fold::<P>(store, &mut rows, 0, None).await?;
+    store.replace_view(P::NAME, to, &encode::<P>(&rows)).await?;
+    Ok(to)
 }
 
 /// One view being folded alongside others, type-erased so that a single
@@ -118,8 +157,8 @@ trait Folding: Send {
     /// Events at or below this position are already in the view.
     fn checkpoint(&self) -> u64;
     fn apply(&mut self, event: &dgm_events::Recorded);
-    /// The stored rows' change, and the encoded rows.
-    fn change(&self) -> (ViewChange, BTreeMap<String, String>);
+    /// The folded rows as stored: JSON, in key order.
+    fn encoded(&self) -> Vec<(String, String)>;
     fn stored(&self) -> &BTreeMap<String, String>;
 }
 
@@ -150,45 +189,43 @@ impl<P: Projection> Folding for Folder<P> {
     fn apply(&mut self, event: &dgm_events::Recorded) {
         P::apply(&mut self.rows, event);
     }
-    fn change(&self) -> (ViewChange, BTreeMap<String, String>) {
-        let encoded = encode::<P>(&self.rows);
-        let mut change = ViewChange::default();
-        for (key, value) in &encoded {
-            if self.stored.rows.get(key) != Some(value) {
-                change.upserts.push((key.clone(), value.clone()));
-            }
-        }
-        change.deletes = self
-            .stored
-            .rows
-            .keys()
-            .filter(|k| !encoded.contains_key(*k))
-            .cloned()
-            .collect();
-        (change, encoded)
+    fn encoded(&self) -> Vec<(String, String)> {
+        encode::<P>(&self.rows)
     }
     fn stored(&self) -> &BTreeMap<String, String> {
         &self.stored.rows
     }
 }
 
-async fn folders(store: &Store, fresh: bool) -> Result<Vec<Box<dyn Folding>>, ProjectionError> {
+/// Where each view's fold starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// From the stored rows and checkpoint.
+    Stored,
+    /// From nothing, with the stored rows kept aside to compare.
+    Fresh,
+    /// From nothing, without reading the stored view at all.
+    Empty,
+}
+
+async fn folders(store: &Store, start: Start) -> Result<Vec<Box<dyn Folding>>, ProjectionError> {
     use crate::*;
     async fn one<P: Projection>(
         store: &Store,
-        fresh: bool,
+        start: Start,
     ) -> Result<Box<dyn Folding>, ProjectionError> {
-        Ok(Box::new(Folder::<P>::new(
-            store.load_view(P::NAME).await?,
-            fresh,
-        )?))
+        let stored = match start {
+            Start::Empty => dgm_events::views::ViewSnapshot::default(),
+            Start::Stored | Start::Fresh => store.load_view(P::NAME).await?,
+        };
+        Ok(Box::new(Folder::<P>::new(stored, start != Start::Stored)?))
     }
     Ok(vec![
-        one::<Archive>(store, fresh).await?,
-        one::<RollbackHistory>(store, fresh).await?,
-        one::<ReplayBuffer>(store, fresh).await?,
-        one::<ReasoningBank>(store, fresh).await?,
-        one::<Runs>(store, fresh).await?,
+        one::<Archive>(store, start).await?,
+        one::<RollbackHistory>(store, start).await?,
+        one::<ReplayBuffer>(store, start).await?,
+        one::<ReasoningBank>(store, start).await?,
+        one::<Runs>(store, start).await?,
     ])
 }
 
@@ -220,15 +257,15 @@ async fn fold_all(
     }
 }
 
-/// Clears every view and replays the log into all of them in one pass.
+/// Replays the log into every view in one pass and replaces each stored
+/// view with the result (never reading the old rows).
 pub async fn rebuild_all(store: &Store) -> Result<Vec<(&'static str, u64)>, ProjectionError> {
-    for name in crate::ALL {
-        store.clear_view(name).await?;
-    }
-    catch_up_all(store).await?;
+    let mut views = folders(store, Start::Empty).await?;
+    let to = fold_all(store, &mut views, |_| 0, None, |_| None).await?;
     let mut done = Vec::new();
-    for name in crate::ALL {
-        done.push((*name, store.load_view(name).await?.checkpoint));
+    for view in &views {
+        store.replace_view(view.name(), to, &view.encoded()).await?;
+        done.push((view.name(), to));
     }
     Ok(done)
 }
@@ -236,11 +273,11 @@ pub async fn rebuild_all(store: &Store) -> Result<Vec<(&'static str, u64)>, Proj
 /// Catches every view up, then checks each against a rebuild aside.
 pub async fn check_all(store: &Store) -> Result<Vec<String>, ProjectionError> {
     catch_up_all(store).await?;
-    let mut views = folders(store, true).await?;
+    let mut views = folders(store, Start::Fresh).await?;
     fold_all(store, &mut views, |_| 0, None, |v| Some(v.checkpoint())).await?;
     let mut diffs = Vec::new();
     for view in &views {
-        let (_, rebuilt) = view.change();
+        let rebuilt: BTreeMap<String, String> = view.encoded().into_iter().collect();
         let live = view.stored();
         for (key, value) in &rebuilt {
             match live.get(key) {
@@ -268,14 +305,14 @@ pub async fn check_all(store: &Store) -> Result<Vec<String>, ProjectionError> {
 /// Catches every view up in one read of the log.
 pub async fn catch_up_all(store: &Store) -> Result<(), ProjectionError> {
     loop {
-        let mut views = folders(store, false).await?;
+        let mut views = folders(store, Start::Stored).await?;
         let to = fold_all(store, &mut views, |v| v.checkpoint(), None, |_| None).await?;
         let mut raced = false;
         for view in &views {
             if to <= view.checkpoint() {
                 continue;
             }
-            let (change, _) = view.change();
+            let change = diff(view.stored(), view.encoded());
             if !store
                 .save_view(view.name(), view.checkpoint(), to, &change)
                 .await?

@@ -49,7 +49,8 @@ fn trajectory(version: &str, task: &str, ok: bool) -> Event {
             score: Some(if ok { 1.0 } else { 0.0 }),
             error_category: (!ok).then(|| "timeout".into()),
             rationale: None,
-            log_excerpt: String::new(),
+            // What COPY's text format and JSON must both escape.
+            log_excerpt: "line\tone\nline \\two\\ \"quoted\"\r".into(),
             stdout_blob: None,
             stderr_blob: None,
             wall_ms: 1,
