@@ -7,6 +7,13 @@
 //! Thompson sampling, greedy and uniform — as plain functions of the archive
 //! and an RNG, so a run is deterministic under its seed and every draw's
 //! weights can be written into the event log.
+//!
+//! An open-ended archive fills up with clones: children whose edit did not
+//! change what the program does (a constant in dead code, `x * 1.0`). Counted
+//! one by one they swamp the draw — on binpack a run's archive held 122
+//! First-Fit clones beside one Best Fit — so the proportional strategies
+//! weigh each *behaviour* once: a clone group's weight uses the group's
+//! score and all its members' children, and is shared evenly by its members.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,6 +38,12 @@ pub struct Candidate {
     pub losses: u64,
     /// The parent version's id, if any (HGM clades follow these links).
     pub parent: Option<String>,
+    /// What the version did, when known (e.g. its train metrics): candidates
+    /// with the same behaviour are clones of one program and share one weight
+    /// under `dgm`, `fitness` and `random` (see [`clone_groups`]). `None`
+    /// makes the candidate a group of its own.
+    #[serde(default)]
+    pub behaviour: Option<String>,
 }
 
 /// A parent-selection strategy and its parameters.
@@ -164,21 +177,25 @@ pub fn select(
                     "lambda {lambda}, alpha0 {alpha0}"
                 )));
             }
-            let raw: Vec<f64> = candidates
+            let groups = clone_groups(candidates);
+            let raw: Vec<f64> = groups
                 .iter()
-                .map(|c| dgm_weight(c, *lambda, *alpha0))
+                .map(|g| dgm_weight(&g.as_candidate(), *lambda, *alpha0) / g.size as f64)
                 .collect();
             Ok(proportional(candidates, &raw, n, rng))
         }
         Strategy::Fitness => {
-            let raw: Vec<f64> = candidates
+            let raw: Vec<f64> = clone_groups(candidates)
                 .iter()
-                .map(|c| sanitized_score(c.score))
+                .map(|g| sanitized_score(g.score) / g.size as f64)
                 .collect();
             Ok(proportional(candidates, &raw, n, rng))
         }
         Strategy::Random => {
-            let raw = vec![1.0; candidates.len()];
+            let raw: Vec<f64> = clone_groups(candidates)
+                .iter()
+                .map(|g| 1.0 / g.size as f64)
+                .collect();
             Ok(proportional(candidates, &raw, n, rng))
         }
         Strategy::Greedy => {
@@ -200,6 +217,60 @@ pub fn select(
         }
         Strategy::Hgm => thompson_over_clades(candidates, n, rng),
     }
+}
+
+/// The clone group a candidate belongs to, as the proportional strategies weigh it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloneGroup {
+    /// The group's score (the best member's, should clones ever disagree).
+    pub score: f64,
+    /// Children proposed from any member.
+    pub children: usize,
+    /// Members.
+    pub size: usize,
+}
+
+impl CloneGroup {
+    fn as_candidate(&self) -> Candidate {
+        Candidate {
+            id: String::new(),
+            score: self.score,
+            children: self.children,
+            wins: 0,
+            losses: 0,
+            parent: None,
+            behaviour: None,
+        }
+    }
+}
+
+/// For each candidate, in input order, the group of candidates with its
+/// behaviour (a candidate without one is alone in its group).
+pub fn clone_groups(candidates: &[Candidate]) -> Vec<CloneGroup> {
+    let mut totals: HashMap<&str, CloneGroup> = HashMap::new();
+    for candidate in candidates {
+        if let Some(behaviour) = candidate.behaviour.as_deref() {
+            let group = totals.entry(behaviour).or_insert(CloneGroup {
+                score: f64::NEG_INFINITY,
+                children: 0,
+                size: 0,
+            });
+            group.score = group.score.max(sanitized_score(candidate.score));
+            group.children += candidate.children;
+            group.size += 1;
+        }
+    }
+    candidates
+        .iter()
+        .map(|candidate| match candidate.behaviour.as_deref() {
+            Some(behaviour) => totals[behaviour].clone(),
+            None => CloneGroup {
+                score: sanitized_score(candidate.score),
+                children: candidate.children,
+                size: 1,
+            },
+        })
+        .collect()
 }
 
 /// Draws `n` indices with replacement, proportionally to `raw` (uniformly when the weights are unusable).
@@ -308,6 +379,7 @@ mod tests {
             wins: 0,
             losses: 0,
             parent: parent.map(str::to_string),
+            behaviour: None,
         }
     }
 
@@ -331,6 +403,45 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn clones_share_one_weight_and_pool_their_children() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let clone = |id: &str, children| Candidate {
+            behaviour: Some("first-fit".into()),
+            ..candidate(id, 0.4, children, Some("seed"))
+        };
+        // Three clones of one behaviour (2 + 1 + 0 children) and one distinct version.
+        let candidates = vec![
+            clone("seed", 2),
+            clone("x", 1),
+            clone("y", 0),
+            candidate("z", 0.6, 0, Some("seed")),
+        ];
+        let groups = clone_groups(&candidates);
+        assert_eq!(groups[1].size, 3);
+        assert_eq!(groups[1].children, 3);
+        assert_eq!(groups[3].size, 1);
+        // dgm: the group weighs sigmoid(-1) / (1 + 3), split three ways; z weighs sigmoid(1).
+        let selection = select(&Strategy::dgm(), &candidates, 1, &mut rng).unwrap();
+        let (group, alone) = (0.2689414213699951 / 4.0, 0.7310585786300049);
+        let total = group + alone;
+        for id in ["seed", "x", "y"] {
+            assert!(close(weight_of(&selection, id), group / 3.0 / total), "{id}");
+        }
+        assert!(close(weight_of(&selection, "z"), alone / total));
+        // random: uniform over behaviours, not over copies.
+        let selection = select(&Strategy::Random, &candidates, 1, &mut rng).unwrap();
+        assert!(close(weight_of(&selection, "x"), 1.0 / 6.0));
+        assert!(close(weight_of(&selection, "z"), 0.5));
+        // fitness: 0.4 for the group, 0.6 for z.
+        let selection = select(&Strategy::Fitness, &candidates, 1, &mut rng).unwrap();
+        assert!(close(weight_of(&selection, "y"), 0.4 / 3.0));
+        assert!(close(weight_of(&selection, "z"), 0.6));
+        // greedy and hgm look at versions, not groups.
+        let selection = select(&Strategy::Greedy, &candidates, 1, &mut rng).unwrap();
+        assert_eq!(selection.chosen, vec!["z".to_string()]);
     }
 
     #[test]
