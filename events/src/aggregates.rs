@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
@@ -65,9 +66,33 @@ use crate::agent::AgentManifest;
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Agent {
     name: Option<String>,
-    /// version → rejected?
-    versions: BTreeMap<String, bool>,
+    /// version → rejected? Shared: the store keeps an agent folded in memory
+    /// and validates each command on a copy, which must not copy every
+    /// version (only the commands that add or reject one do).
+    #[serde(with = "shared_map")]
+    versions: Arc<BTreeMap<String, bool>>,
     active: Option<String>,
+}
+
+/// (De)serializes an `Arc<BTreeMap>` as the map itself.
+mod shared_map {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &Arc<BTreeMap<String, bool>>,
+        to: S,
+    ) -> Result<S::Ok, S::Error> {
+        map.as_ref().serialize(to)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        from: D,
+    ) -> Result<Arc<BTreeMap<String, bool>>, D::Error> {
+        BTreeMap::deserialize(from).map(Arc::new)
+    }
 }
 
 impl Agent {
@@ -244,15 +269,22 @@ impl Aggregate for Agent {
         match event {
             Event::AgentRegistered(e) => self.name = Some(e.agent),
             Event::VersionCreated(e) => {
-                self.versions.insert(e.version, false);
+                Arc::make_mut(&mut self.versions).insert(e.version, false);
             }
             Event::VersionRejected(e) => {
-                self.versions.insert(e.version, true);
+                Arc::make_mut(&mut self.versions).insert(e.version, true);
             }
             Event::ActiveVersionChanged(e) => self.active = Some(e.to),
             Event::RolledBack(e) => self.active = Some(e.to_version),
             _ => {}
         }
+    }
+}
+
+impl crate::repository::Lifecycle for Agent {
+    /// An agent takes commands for as long as it exists.
+    fn ended(&self) -> bool {
+        false
     }
 }
 
@@ -272,6 +304,24 @@ pub struct Stream<K: StreamKind> {
     closed: bool,
     #[serde(skip)]
     kind: PhantomData<K>,
+}
+
+// By hand: a derive would require `K: Clone`, and `K` is only a marker.
+impl<K: StreamKind> Clone for Stream<K> {
+    fn clone(&self) -> Self {
+        Self {
+            opened: self.opened,
+            closed: self.closed,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: StreamKind> crate::repository::Lifecycle for Stream<K> {
+    /// A closed stream refuses every command: nothing to keep for it.
+    fn ended(&self) -> bool {
+        self.closed
+    }
 }
 
 impl<K: StreamKind> Default for Stream<K> {

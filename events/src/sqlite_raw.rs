@@ -88,6 +88,71 @@ impl<'h> Statement<'h> {
         self.check(rc)
     }
 
+    /// Binds parameter `index` (from 1) to a copy of `value` as a blob.
+    pub(crate) fn bind_blob(&mut self, index: c_int, value: &[u8]) -> Result<(), StoreError> {
+        let len = c_int::try_from(value.len())
+            .map_err(|_| StoreError::Database("value too long".into()))?;
+        // SAFETY: see the impl; SQLITE_TRANSIENT makes SQLite copy `value`
+        // before this call returns.
+        let rc = unsafe {
+            ffi::sqlite3_bind_blob(
+                self.stmt.as_ptr(),
+                index,
+                value.as_ptr().cast(),
+                len,
+                ffi::SQLITE_TRANSIENT(),
+            )
+        };
+        self.check(rc)
+    }
+
+    /// Runs the statement once with `texts` bound to the parameters from
+    /// `first` on, read in place rather than copied (a statement that
+    /// returns no row: an INSERT), and resets it.
+    pub(crate) fn execute_with(&mut self, first: c_int, texts: &[&str]) -> Result<(), StoreError> {
+        let mut bound = 0;
+        let mut result = Ok(());
+        for text in texts {
+            let len = match c_int::try_from(text.len()) {
+                Ok(len) => len,
+                Err(_) => {
+                    result = Err(StoreError::Database("value too long".into()));
+                    break;
+                }
+            };
+            // SAFETY: see the impl. With SQLITE_STATIC, SQLite reads `text`
+            // in place until the parameter is bound to something else; every
+            // parameter bound here is bound to NULL below, before this
+            // function returns and so before the borrow of `texts` ends.
+            let rc = unsafe {
+                ffi::sqlite3_bind_text(
+                    self.stmt.as_ptr(),
+                    first + bound,
+                    text.as_ptr().cast::<c_char>(),
+                    len,
+                    ffi::SQLITE_STATIC(),
+                )
+            };
+            bound += 1;
+            result = self.check(rc);
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = self.step().map(|_| ());
+        }
+        let reset = self.reset();
+        for index in first..first + bound {
+            // SAFETY: see the impl; binding NULL needs no memory of ours.
+            let rc = unsafe { ffi::sqlite3_bind_null(self.stmt.as_ptr(), index) };
+            if rc != ffi::SQLITE_OK && result.is_ok() {
+                result = Err(error(self.db));
+            }
+        }
+        result.and(reset)
+    }
+
     /// Runs the statement to its next row: true with a row, false when done.
     pub(crate) fn step(&mut self) -> Result<bool, StoreError> {
         // SAFETY: see the impl.
@@ -132,6 +197,13 @@ impl<'h> Statement<'h> {
             .map_err(|e| StoreError::Database(format!("column {index} is not UTF-8: {e}")))
     }
 
+    /// SQLite's extended result code for the last failure on this
+    /// statement's connection (read it right after the failing call).
+    pub(crate) fn error_code(&self) -> c_int {
+        // SAFETY: see the impl.
+        unsafe { ffi::sqlite3_extended_errcode(self.db.as_ptr()) }
+    }
+
     fn check(&self, rc: c_int) -> Result<(), StoreError> {
         if rc == ffi::SQLITE_OK {
             Ok(())
@@ -148,6 +220,100 @@ impl Drop for Statement<'_> {
             ffi::sqlite3_finalize(self.stmt.as_ptr());
         }
     }
+}
+
+/// How [`write_now`] ended.
+pub(crate) enum WriteNow<T> {
+    /// Committed.
+    Done(T),
+    /// Another connection holds the write lock; nothing was written.
+    Busy,
+    /// The writes failed (SQLite's extended result code); rolled back.
+    Refused(c_int, StoreError),
+}
+
+/// Runs `write` in a write transaction (`BEGIN IMMEDIATE` … `COMMIT`) on
+/// this thread, without waiting for the write lock: a caller that gets
+/// [`WriteNow::Busy`] writes through sqlx instead, which waits on its worker
+/// thread. Run here, a transaction costs one hand-over from sqlx's worker
+/// (the handle) instead of one per statement, and no await happens inside
+/// it, so it is never left open by a cancelled future.
+pub(crate) fn write_now<T>(
+    handle: &mut LockedSqliteHandle<'_>,
+    write: impl FnOnce(&mut LockedSqliteHandle<'_>) -> Result<T, (c_int, StoreError)>,
+) -> Result<WriteNow<T>, StoreError> {
+    let waits = {
+        let mut pragma = Statement::prepare(handle, "PRAGMA busy_timeout")?;
+        pragma.step()?;
+        c_int::try_from(pragma.column_i64(0)).unwrap_or(c_int::MAX)
+    };
+    set_busy_timeout(handle, 0)?;
+    let done = write_unwaiting(handle, write);
+    set_busy_timeout(handle, waits)?;
+    done
+}
+
+fn write_unwaiting<T>(
+    handle: &mut LockedSqliteHandle<'_>,
+    write: impl FnOnce(&mut LockedSqliteHandle<'_>) -> Result<T, (c_int, StoreError)>,
+) -> Result<WriteNow<T>, StoreError> {
+    {
+        let mut begin = Statement::prepare(handle, "BEGIN IMMEDIATE")?;
+        if let Err(e) = begin.step() {
+            return if is_busy(begin.error_code()) {
+                Ok(WriteNow::Busy)
+            } else {
+                Err(e)
+            };
+        }
+    }
+    let done = match write(handle) {
+        Ok(value) => {
+            let mut commit = Statement::prepare(handle, "COMMIT")?;
+            match commit.step() {
+                Ok(_) => return Ok(WriteNow::Done(value)),
+                Err(_) if is_busy(commit.error_code()) => Ok(WriteNow::Busy),
+                Err(e) => Err(e),
+            }
+        }
+        Err((code, _)) if is_busy(code) => Ok(WriteNow::Busy),
+        Err((code, e)) => Ok(WriteNow::Refused(code, e)),
+    };
+    // Still in the transaction: leave the connection as it was lent.
+    let mut rollback = Statement::prepare(handle, "ROLLBACK")?;
+    let _ = rollback.step();
+    done
+}
+
+/// The rowid of the last row the locked connection inserted.
+pub(crate) fn last_insert_rowid(handle: &mut LockedSqliteHandle<'_>) -> i64 {
+    // SAFETY: the handle is locked out of sqlx's worker and live.
+    unsafe { ffi::sqlite3_last_insert_rowid(handle.as_raw_handle().as_ptr()) }
+}
+
+/// Sets how long the locked connection waits for a lock before SQLITE_BUSY.
+pub(crate) fn set_busy_timeout(
+    handle: &mut LockedSqliteHandle<'_>,
+    ms: c_int,
+) -> Result<(), StoreError> {
+    let db = handle.as_raw_handle();
+    // SAFETY: the handle is locked out of sqlx's worker and live.
+    let rc = unsafe { ffi::sqlite3_busy_timeout(db.as_ptr(), ms) };
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(error(db))
+    }
+}
+
+/// Whether an extended result code means "another connection holds the lock".
+pub(crate) fn is_busy(code: c_int) -> bool {
+    code & 0xff == ffi::SQLITE_BUSY
+}
+
+/// Whether an extended result code is a UNIQUE (or primary key) violation.
+pub(crate) fn is_unique_violation(code: c_int) -> bool {
+    code == ffi::SQLITE_CONSTRAINT_UNIQUE || code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
 /// The connection's last error, as a [`StoreError`].

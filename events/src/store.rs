@@ -14,15 +14,16 @@ use std::time::Duration;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Row, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
 use crate::aggregates::*;
 use crate::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use crate::event::Event;
 use crate::metadata::Metadata;
-use crate::repository::LogStore;
-use crate::sqlite_raw::Statement;
-use crate::upcast::upcast;
+use crate::repository::{Folded, Lifecycle, LogStore};
+use crate::tail::Tail;
+// Reading the log lives in `read`; the event store decodes with it too.
+pub(crate) use crate::read::decode_event;
 
 /// Where the log lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,19 +117,30 @@ pub(crate) enum Db {
 }
 
 /// One cqrs-es framework per aggregate over our own event store (no
-/// snapshots: an aggregate is always folded from its events).
-struct Framework<A: Aggregate<Event = Event>>(CqrsFramework<A, LogStore<A>>);
+/// snapshots: an aggregate is folded from its events, and kept folded in
+/// memory between commands — see [`Folded`]).
+struct Framework<A: Aggregate<Event = Event> + Clone + Lifecycle> {
+    cqrs: CqrsFramework<A, LogStore<A>>,
+    /// Shared with the event store inside `cqrs`: a refused command marks
+    /// its state stale here.
+    folded: Arc<Folded<A>>,
+}
 
-impl<A: Aggregate<Event = Event, Error = CommandError, Services = ()>> Framework<A>
+impl<A: Aggregate<Event = Event, Error = CommandError, Services = ()> + Clone + Lifecycle>
+    Framework<A>
 where
     A::Command: Clone,
 {
-    fn new(db: &Db, checkpointer: &Option<Arc<Checkpointer>>) -> Self {
-        Framework(CqrsFramework::new(
-            LogStore::new(db, checkpointer.clone()),
-            vec![],
-            (),
-        ))
+    fn new(db: &Db, checkpointer: &Option<Arc<Checkpointer>>, tail: &Arc<Tail>) -> Self {
+        let folded = Arc::new(Folded::default());
+        Framework {
+            cqrs: CqrsFramework::new(
+                LogStore::new(db, checkpointer.clone(), folded.clone(), tail.clone()),
+                vec![],
+                (),
+            ),
+            folded,
+        }
     }
 
     /// Executes, reloading and retrying when another writer got there first.
@@ -139,11 +151,20 @@ where
         meta: &Metadata,
     ) -> Result<(), StoreError> {
         const MAX_TRIES: u32 = 200;
+        // A refusal is checked once more against the log itself: the state
+        // it was judged on may have been kept in memory, unread.
+        let mut rechecked = false;
         for attempt in 0..MAX_TRIES {
             let map: HashMap<String, String> = meta.to_map();
-            let result = self.0.execute_with_metadata(id, command.clone(), map).await;
+            let result = self
+                .cqrs
+                .execute_with_metadata(id, command.clone(), map)
+                .await;
             match result {
                 Ok(()) => return Ok(()),
+                // The first conflict may only mean that the kept state was
+                // stale: retry at once (the load now reads what is new).
+                Err(AggregateError::AggregateConflict) if attempt == 0 => {}
                 Err(AggregateError::AggregateConflict) => {
                     let jitter = (std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -152,6 +173,12 @@ where
                         % 1000) as u64;
                     let base = 1u64 << attempt.min(5);
                     tokio::time::sleep(Duration::from_micros(base * 200 + jitter)).await;
+                }
+                // Judged on a state kept in memory (or assumed new), which
+                // may be stale: judge once more on what the log says.
+                Err(AggregateError::UserError(_)) if !rechecked => {
+                    self.folded.distrust(id);
+                    rechecked = true;
                 }
                 Err(AggregateError::UserError(CommandError::UnknownAgent(_))) => {
                     return Err(CommandError::UnknownAgent(id.to_string()).into());
@@ -175,6 +202,10 @@ pub struct Store {
     evaluations: Framework<Evaluation>,
     strategies: Framework<Strategy>,
     sandbox: Framework<SandboxExecution>,
+    /// What this store committed lately, for [`Store::recent`].
+    tail: Arc<Tail>,
+    /// Blobs known to be stored (see `blobs`).
+    pub(crate) present: crate::blobs::Present,
 }
 
 /// Which append-only stream an event goes to.
@@ -216,6 +247,9 @@ impl Store {
                     .pragma("wal_autocheckpoint", BACKSTOP_PAGES.to_string());
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
+                    // A SQLite connection lives in this process: no ping
+                    // (a hand-over to its worker thread) before each use.
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(60))
                     .connect_with(options.clone())
                     .await
@@ -247,14 +281,17 @@ impl Store {
             }
         };
         crate::migrate::run(&db).await?;
+        let tail = Arc::new(Tail::default());
         Ok(Self {
-            agents: Framework::new(&db, &checkpointer),
-            runs: Framework::new(&db, &checkpointer),
-            evaluations: Framework::new(&db, &checkpointer),
-            strategies: Framework::new(&db, &checkpointer),
-            sandbox: Framework::new(&db, &checkpointer),
+            agents: Framework::new(&db, &checkpointer, &tail),
+            runs: Framework::new(&db, &checkpointer, &tail),
+            evaluations: Framework::new(&db, &checkpointer, &tail),
+            strategies: Framework::new(&db, &checkpointer, &tail),
+            sandbox: Framework::new(&db, &checkpointer, &tail),
             db,
             checkpointer,
+            tail,
+            present: Default::default(),
             url: url.clone(),
         })
     }
@@ -271,6 +308,16 @@ impl Store {
         meta: &Metadata,
     ) -> Result<(), StoreError> {
         self.agents.execute(agent, command, meta).await
+    }
+
+    /// The events after position `after` when this store committed all of
+    /// them (an empty list when it committed nothing after `after`), else
+    /// `None`: read the log. Read-your-writes for a reader that follows the
+    /// log in memory, without a query: what other processes appended after
+    /// this one's last commit shows only once this one commits again (and
+    /// then as `None`). The first call only switches the keeping on.
+    pub fn recent(&self, after: u64) -> Option<Vec<Recorded>> {
+        self.tail.after(after)
     }
 
     /// Appends `events` to stream `id` of `stream`, atomically.
@@ -305,228 +352,21 @@ impl Store {
         };
         Ok(head.unwrap_or(0) as u64)
     }
-
-    /// Events with `after < position <= up_to`, in position order, at most `limit`.
-    pub async fn read(
-        &self,
-        after: u64,
-        up_to: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<Recorded>, StoreError> {
-        let up_to = up_to.unwrap_or(i64::MAX as u64).min(i64::MAX as u64) as i64;
-        match &self.db {
-            Db::Sqlite(pool) => {
-                // Directly, not row by row through sqlx: see `sqlite_raw`.
-                let mut conn = pool.acquire().await?;
-                let mut handle = conn.lock_handle().await?;
-                let mut page = Statement::prepare(
-                    &mut handle,
-                    "SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
-                       FROM events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
-                )?;
-                page.bind_i64(1, after as i64)?;
-                page.bind_i64(2, up_to)?;
-                page.bind_i64(3, i64::from(limit))?;
-                // The text of every row, back to back, so that decoding can
-                // happen after the statement is done (and on more threads).
-                let mut text = String::new();
-                let mut rows = Vec::new();
-                while page.step()? {
-                    let mut fields = [(0, 0); 6];
-                    for (field, column) in fields.iter_mut().zip([1, 2, 4, 5, 6, 7]) {
-                        let start = text.len();
-                        text.push_str(page.column_str(column)?);
-                        *field = (start, text.len());
-                    }
-                    rows.push((page.column_i64(0), page.column_i64(3), fields));
-                }
-                drop(page);
-                drop(handle);
-                drop(conn);
-                let rows: Vec<RawRow<'_>> = rows
-                    .into_iter()
-                    .map(|(position, sequence, fields)| {
-                        let [
-                            aggregate_type,
-                            aggregate_id,
-                            event_type,
-                            event_version,
-                            payload,
-                            metadata,
-                        ] = fields.map(|(start, end)| &text[start..end]);
-                        RawRow {
-                            position,
-                            aggregate_type,
-                            aggregate_id,
-                            sequence,
-                            event_type,
-                            event_version,
-                            payload,
-                            metadata,
-                        }
-                    })
-                    .collect();
-                decode_rows(&rows)
-            }
-            Db::Postgres(pool) => {
-                let found = sqlx::query(
-                    "SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version,
-                            payload::text AS payload, metadata::text AS metadata
-                       FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3",
-                )
-                .bind(after as i64)
-                .bind(up_to)
-                .bind(limit as i64)
-                .fetch_all(pool)
-                .await?;
-                let rows = found
-                    .iter()
-                    .map(|row| {
-                        Ok(RawRow {
-                            position: row.try_get(0)?,
-                            aggregate_type: row.try_get(1)?,
-                            aggregate_id: row.try_get(2)?,
-                            sequence: row.try_get(3)?,
-                            event_type: row.try_get(4)?,
-                            event_version: row.try_get(5)?,
-                            payload: row.try_get(6)?,
-                            metadata: row.try_get(7)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                decode_rows(&rows)
-            }
-        }
-    }
-
-    /// Every event up to `up_to`, paged.
-    pub async fn read_all(&self, up_to: Option<u64>) -> Result<Vec<Recorded>, StoreError> {
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.read(after, up_to, 10_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            out.extend(page);
-        }
-        Ok(out)
-    }
 }
 
-/// One stored event, its text fields borrowed from what the database returned.
-struct RawRow<'a> {
-    position: i64,
-    aggregate_type: &'a str,
-    aggregate_id: &'a str,
-    sequence: i64,
-    event_type: &'a str,
-    event_version: &'a str,
-    payload: &'a str,
-    metadata: &'a str,
-}
-
-impl RawRow<'_> {
-    /// Decodes the row; `previous` is the row before it, whose metadata (the
-    /// same for every event of a commit) is reused when the text is equal.
-    fn decode(&self, previous: Option<(&str, &Recorded)>) -> Result<Recorded, StoreError> {
-        let position = self.position as u64;
-        let corrupt = |message: String| StoreError::Corrupt { position, message };
-        let event = decode_event(
-            self.position,
-            self.event_type,
-            self.event_version,
-            self.payload,
-        )?;
-        let metadata = match previous {
-            Some((text, recorded)) if text == self.metadata => recorded.metadata.clone(),
-            _ => Metadata::decode(self.metadata).map_err(corrupt)?,
-        };
-        Ok(Recorded {
-            position,
-            aggregate_type: self.aggregate_type.to_string(),
-            aggregate_id: self.aggregate_id.to_string(),
-            sequence: self.sequence as u64,
-            event,
-            metadata,
-        })
+#[cfg(test)]
+impl Store {
+    /// Events read from the log so far to load aggregates, of all types.
+    pub(crate) fn stream_rows_read(&self) -> u64 {
+        self.agents.folded.rows_read()
+            + self.runs.folded.rows_read()
+            + self.evaluations.folded.rows_read()
+            + self.strategies.folded.rows_read()
+            + self.sandbox.folded.rows_read()
     }
-}
 
-/// Decodes `rows` in order: on several threads when there are many (a
-/// rebuild reads the whole log, and decoding is most of its work).
-fn decode_rows(rows: &[RawRow<'_>]) -> Result<Vec<Recorded>, StoreError> {
-    const ROWS_PER_THREAD: usize = 1_000;
-    const MAX_THREADS: usize = 4;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_THREADS)
-        .min(rows.len() / ROWS_PER_THREAD);
-    if threads < 2 {
-        return decode_in_order(rows);
+    /// Run and evaluation streams kept folded in memory.
+    pub(crate) fn folded_streams(&self) -> (usize, usize) {
+        (self.runs.folded.len(), self.evaluations.folded.len())
     }
-    let part = rows.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let others: Vec<_> = rows
-            .chunks(part)
-            .skip(1)
-            .map(|rows| scope.spawn(move || decode_in_order(rows)))
-            .collect();
-        let mut decoded = decode_in_order(&rows[..part])?;
-        for other in others {
-            let part = other
-                .join()
-                .map_err(|_| StoreError::Database("decoding events panicked".into()))??;
-            decoded.extend(part);
-        }
-        Ok(decoded)
-    })
-}
-
-fn decode_in_order(rows: &[RawRow<'_>]) -> Result<Vec<Recorded>, StoreError> {
-    let mut decoded: Vec<Recorded> = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        let previous = i
-            .checked_sub(1)
-            .and_then(|p| Some((rows[p].metadata, decoded.last()?)));
-        decoded.push(row.decode(previous)?);
-    }
-    Ok(decoded)
-}
-
-/// The event stored at `position`, lifted to the current version.
-pub(crate) fn decode_event(
-    position: i64,
-    event_type: &str,
-    event_version: &str,
-    payload: &str,
-) -> Result<Event, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt {
-        position: position as u64,
-        message,
-    };
-    let current = Event::current_version(event_type) == Some(event_version);
-    // Fast path: a current-version payload decodes straight into the enum.
-    let direct = if current {
-        serde_json::from_str::<Event>(payload).ok()
-    } else {
-        None
-    };
-    let event = match direct {
-        Some(event) => event,
-        None => {
-            let payload: serde_json::Value = serde_json::from_str(payload)
-                .map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
-            let payload =
-                upcast(event_type, event_version, payload).map_err(|e| corrupt(e.to_string()))?;
-            serde_json::from_value(payload)
-                .map_err(|e| corrupt(format!("{event_type} payload does not match: {e}")))?
-        }
-    };
-    if event.event_type() != event_type {
-        return Err(corrupt(format!(
-            "stored as {event_type} but the payload is {}",
-            event.event_type()
-        )));
-    }
-    Ok(event)
 }

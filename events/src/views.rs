@@ -22,6 +22,72 @@ pub struct ViewSnapshot {
     pub rows: BTreeMap<String, String>,
 }
 
+/// Rows as stored (key, JSON), back to back in one string: a batch costs a
+/// few allocations however many rows it holds, not two per row.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RowBatch {
+    text: String,
+    /// Where each row's key ends and where its value ends, in `text` (its
+    /// key starts where the row before ends).
+    ends: Vec<(usize, usize)>,
+}
+
+impl RowBatch {
+    /// Room for `rows` rows of `bytes` bytes in all.
+    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        Self {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, key: &str, value: &str) {
+        self.text.push_str(key);
+        let key_end = self.text.len();
+        self.text.push_str(value);
+        self.ends.push((key_end, self.text.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The rows (key, value), in the order pushed.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key_end, end)| {
+            let row = (&self.text[start..key_end], &self.text[key_end..end]);
+            start = end;
+            row
+        })
+    }
+
+    /// Keys and values, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// What a [`RowChunks`] hands [`Store::replace_view`] next.
+#[derive(Debug)]
+pub enum ViewRows {
+    /// More rows, after those handed before in key order.
+    Chunk(RowBatch),
+    /// No more rows: they reflect the log up to `checkpoint`.
+    End { checkpoint: u64 },
+}
+
+/// The rows of a whole view for [`Store::replace_view`], chunk by chunk,
+/// possibly while they are still being computed.
+pub trait RowChunks: Send {
+    /// The next rows or the end; an error aborts the replacement.
+    fn next_chunk(&mut self) -> impl Future<Output = Result<ViewRows, StoreError>> + Send;
+}
+
 /// A change to one view, computed by the projector.
 #[derive(Debug, Default)]
 pub struct ViewChange {
@@ -128,7 +194,12 @@ impl Store {
                     return Ok(false);
                 }
                 sqlite_delete(&mut tx, view, &change.deletes).await?;
-                sqlite_write(&mut tx, view, &change.upserts, UPSERT).await?;
+                for rows in change.upserts.chunks(SQLITE_CHUNK) {
+                    let rows = rows
+                        .iter()
+                        .map(|(key, value)| (key.as_str(), value.as_str()));
+                    sqlite_write(&mut tx, view, rows, UPSERT).await?;
+                }
                 tx.commit().await?;
                 self.wrote(bytes(&change.upserts));
             }
@@ -154,14 +225,17 @@ impl Store {
     }
 
     /// Replaces every row of `view` with `rows` and sets its checkpoint to
-    /// `to`, in one transaction (a rebuild: readers see the old view or the
-    /// new one, never a half-written one).
+    /// the position they end with, in one transaction (a rebuild: readers
+    /// see the old view or the new one, never a half-written one). Rows are
+    /// written as `rows` hands them over, so the caller may still be
+    /// computing later rows meanwhile (on this task too: this yields after
+    /// each chunk); an error from `rows` rolls everything back. Returns the
+    /// new checkpoint.
     pub async fn replace_view(
         &self,
         view: &str,
-        to: u64,
-        rows: &[(String, String)],
-    ) -> Result<(), StoreError> {
+        rows: &mut impl RowChunks,
+    ) -> Result<u64, StoreError> {
         match &self.db {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -169,15 +243,26 @@ impl Store {
                     .bind(view)
                     .execute(&mut *tx)
                     .await?;
-                // The view is empty now: plain inserts, no conflict to look for.
-                sqlite_write(&mut tx, view, rows, INSERT).await?;
+                let mut written = 0;
+                let to = loop {
+                    match rows.next_chunk().await? {
+                        ViewRows::Chunk(chunk) => {
+                            // The view is empty now: plain inserts, no conflict to look for.
+                            sqlite_write(&mut tx, view, chunk.iter(), INSERT).await?;
+                            written += chunk.bytes();
+                            tokio::task::yield_now().await;
+                        }
+                        ViewRows::End { checkpoint } => break checkpoint,
+                    }
+                };
                 sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES (?, ?) ON CONFLICT (view) DO UPDATE SET position = excluded.position")
                     .bind(view)
                     .bind(to as i64)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                self.wrote(bytes(rows));
+                self.wrote(written);
+                Ok(to)
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -185,16 +270,16 @@ impl Store {
                     .bind(view)
                     .execute(&mut *tx)
                     .await?;
-                postgres_copy(&mut tx, view, rows).await?;
+                let to = postgres_copy(&mut tx, view, rows).await?;
                 sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position")
                     .bind(view)
                     .bind(to as i64)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                Ok(to)
             }
         }
-        Ok(())
     }
 
     /// Forgets `view` entirely (rows and checkpoint), for a rebuild.
@@ -261,56 +346,66 @@ const INSERT: &str = "INSERT INTO view_rows (view, key, value) VALUES (?, ?, ?)"
 /// Writes `rows` with `statement` (UPSERT or INSERT), prepared once and
 /// stepped per row, directly (see `sqlite_raw`): a multi-row INSERT through
 /// sqlx costs more in binding and copying than SQLite spends storing rows.
-async fn sqlite_write(
+/// The handle is locked out of sqlx's worker (and this task runs SQLite
+/// itself) until they are written: callers hand over a chunk at a time.
+async fn sqlite_write<'r>(
     conn: &mut sqlx::SqliteConnection,
     view: &str,
-    rows: &[(String, String)],
+    rows: impl Iterator<Item = (&'r str, &'r str)>,
     statement: &str,
 ) -> Result<(), StoreError> {
-    // The handle is locked out of sqlx's worker (and this task runs SQLite
-    // itself) one chunk at a time.
-    for rows in rows.chunks(SQLITE_CHUNK) {
-        let mut handle = conn.lock_handle().await?;
-        let mut write = Statement::prepare(&mut handle, statement)?;
-        write.bind_text(1, view)?;
-        for (key, value) in rows {
-            write.bind_text(2, key)?;
-            write.bind_text(3, value)?;
-            write.step()?;
-            write.reset()?;
-        }
+    let mut handle = conn.lock_handle().await?;
+    let mut write = Statement::prepare(&mut handle, statement)?;
+    write.bind_text(1, view)?;
+    for (key, value) in rows {
+        write.execute_with(2, &[key, value])?;
     }
     Ok(())
 }
 
 /// Inserts `rows` into an emptied view with COPY, PostgreSQL's bulk path
-/// (no conflict can arise, so no upsert is needed).
+/// (no conflict can arise, so no upsert is needed); returns the checkpoint
+/// they end with.
 async fn postgres_copy(
     conn: &mut sqlx::PgConnection,
     view: &str,
-    rows: &[(String, String)],
-) -> Result<(), sqlx::Error> {
+    rows: &mut impl RowChunks,
+) -> Result<u64, StoreError> {
     /// Bytes per message sent.
     const BATCH: usize = 1 << 20;
     let mut copy = conn
         .copy_in_raw("COPY view_rows (view, key, value) FROM STDIN")
         .await?;
     let mut data = String::with_capacity(BATCH + 4096);
-    for (key, value) in rows {
-        for (field, end) in [(view, '\t'), (key.as_str(), '\t'), (value.as_str(), '\n')] {
-            copy_text_escape(field, &mut data);
-            data.push(end);
+    let to = loop {
+        let chunk = match rows.next_chunk().await {
+            Ok(ViewRows::Chunk(chunk)) => chunk,
+            Ok(ViewRows::End { checkpoint }) => break checkpoint,
+            Err(e) => {
+                // The transaction rolls back either way; the first error is the one to tell.
+                if let Err(abort) = copy.abort(e.to_string()).await {
+                    tracing::debug!("aborting COPY into view `{view}`: {abort}");
+                }
+                return Err(e);
+            }
+        };
+        for (key, value) in chunk.iter() {
+            for (field, end) in [(view, '\t'), (key, '\t'), (value, '\n')] {
+                copy_text_escape(field, &mut data);
+                data.push(end);
+            }
+            if data.len() >= BATCH {
+                copy.send(data.as_bytes()).await?;
+                data.clear();
+            }
         }
-        if data.len() >= BATCH {
-            copy.send(data.as_bytes()).await?;
-            data.clear();
-        }
-    }
+        tokio::task::yield_now().await;
+    };
     if !data.is_empty() {
         copy.send(data.as_bytes()).await?;
     }
     copy.finish().await?;
-    Ok(())
+    Ok(to)
 }
 
 /// Appends `field` as a column of COPY's text format (backslash escapes).

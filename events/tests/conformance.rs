@@ -257,6 +257,169 @@ conformance! {
     };
 }
 
+/// Opens two stores on one fresh database of each kind (as two processes
+/// would) and runs `$body` with them.
+macro_rules! two_stores {
+    ($($name:ident => $body:expr;)*) => {
+        mod sqlite_two_stores {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = sqlite_url(dir.path());
+                    let a = Store::open(&url).await.unwrap();
+                    let b = Store::open(&url).await.unwrap();
+                    ($body)(Arc::new(a), Arc::new(b)).await;
+                }
+            )*
+        }
+        mod postgres_two_stores {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(url) = fresh_postgres_url(stringify!($name)).await else { return };
+                    let a = Store::open(&StoreUrl::Postgres(url.clone())).await.unwrap();
+                    let b = Store::open(&StoreUrl::Postgres(url)).await.unwrap();
+                    ($body)(Arc::new(a), Arc::new(b)).await;
+                }
+            )*
+        }
+    };
+}
+
+fn child(agent: &str, version: &str, parent: &str) -> AgentCommand {
+    AgentCommand::CreateVersion(VersionCreated {
+        agent: agent.into(),
+        version: version.into(),
+        parent: Some(parent.into()),
+        tree_hash: "h".into(),
+        patch: String::new(),
+        origin: Origin::Proposer,
+        summary: String::new(),
+    })
+}
+
+fn run_event(run: &str, what: &str) -> Event {
+    match what {
+        "start" => RunStarted {
+            run_id: run.into(),
+            agent: "a".into(),
+            suite: "s".into(),
+            config: serde_json::json!({}),
+        }
+        .into(),
+        "end" => RunCompleted {
+            run_id: run.into(),
+            summary: serde_json::json!({}),
+        }
+        .into(),
+        attempt => AttemptStarted {
+            run_id: run.into(),
+            attempt_id: format!("{run}/{attempt}"),
+            generation: 1,
+            index: 0,
+            parent: "p".into(),
+            donor: None,
+            selection: "dgm".into(),
+            weights: Default::default(),
+            seed: 0,
+        }
+        .into(),
+    }
+}
+
+two_stores! {
+    // Each store keeps the aggregates it folded in memory: taking turns on
+    // one stream, every command must still be judged on the latest state,
+    // and no sequence may be lost or repeated.
+    alternating_writers_judge_on_the_latest_state => |a: Arc<Store>, b: Arc<Store>| async move {
+        let meta = Metadata::new("test");
+        let seed = register(&a, "x").await;
+        // b has never seen the agent; a's state does not know v1.
+        b.agent("x", child("x", "v1", &seed), &meta).await.unwrap();
+        a.agent("x", child("x", "v2", "v1"), &meta).await.unwrap();
+        b.agent("x", child("x", "v3", "v2"), &meta).await.unwrap();
+        // Each refuses what the other made a duplicate of.
+        let dup = a.agent("x", child("x", "v3", &seed), &meta).await;
+        assert!(matches!(dup, Err(StoreError::Command(CommandError::DuplicateVersion { .. }))), "{dup:?}");
+        let dup = b.agent("x", child("x", "v2", &seed), &meta).await;
+        assert!(matches!(dup, Err(StoreError::Command(CommandError::DuplicateVersion { .. }))), "{dup:?}");
+        a.agent("x", AgentCommand::Reject { version: "v3".into(), reason: "bad".into() }, &meta).await.unwrap();
+        // b still holds v3 as fine in memory; the log says rejected.
+        let refused = b.agent("x", AgentCommand::Activate { version: "v3".into(), reason: String::new() }, &meta).await;
+        assert!(matches!(refused, Err(StoreError::Command(CommandError::RejectedVersion { .. }))), "{refused:?}");
+        b.agent("x", AgentCommand::Activate { version: "v2".into(), reason: String::new() }, &meta).await.unwrap();
+
+        // A run stream: one ends it, the other's kept state says open.
+        a.append(StreamType::Run, "r", vec![run_event("r", "start")], &meta).await.unwrap();
+        b.append(StreamType::Run, "r", vec![run_event("r", "a0")], &meta).await.unwrap();
+        a.append(StreamType::Run, "r", vec![run_event("r", "a1")], &meta).await.unwrap();
+        b.append(StreamType::Run, "r", vec![run_event("r", "a2")], &meta).await.unwrap();
+        a.append(StreamType::Run, "r", vec![run_event("r", "end")], &meta).await.unwrap();
+        let late = b.append(StreamType::Run, "r", vec![run_event("r", "a3")], &meta).await;
+        assert!(late.is_err(), "appended to an ended run: {late:?}");
+
+        let all = assert_gapless(&a).await;
+        for (kind, id) in [("agent", "x"), ("run", "r")] {
+            let sequences: Vec<u64> = all.iter()
+                .filter(|r| r.aggregate_type == kind && r.aggregate_id == id)
+                .map(|r| r.sequence).collect();
+            assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "{kind} {id}");
+        }
+        let created: Vec<&str> = all.iter().filter_map(|r| match &r.event {
+            Event::VersionCreated(v) => Some(v.version.as_str()), _ => None }).collect();
+        assert_eq!(created, [seed.as_str(), "v1", "v2", "v3"]);
+        let runs = all.iter().filter(|r| r.aggregate_type == "run").count();
+        assert_eq!(runs, 5, "start, three attempts, end");
+    };
+
+    // Two stores appending concurrently to one stream.
+    concurrent_stores_on_one_stream => |a: Arc<Store>, b: Arc<Store>| async move {
+        let meta = Metadata::new("test");
+        a.append(StreamType::Run, "r", vec![run_event("r", "start")], &meta).await.unwrap();
+        let mut handles = Vec::new();
+        for (w, store) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
+            let meta = meta.clone();
+            handles.push(tokio::spawn(async move {
+                for i in 0..15 {
+                    store.append(StreamType::Run, "r", vec![run_event("r", &format!("w{w}-{i}"))], &meta).await.unwrap();
+                }
+            }));
+        }
+        for h in handles { h.await.unwrap(); }
+        let all = assert_gapless(&b).await;
+        let sequences: Vec<u64> = all.iter().map(|r| r.sequence).collect();
+        assert_eq!(sequences, (1..=61).collect::<Vec<u64>>());
+    };
+
+    // What a store remembers of its own commits is exactly what reading the
+    // log gives, and it says so only when no one else wrote in between.
+    recent_commits_equal_the_log => |a: Arc<Store>, b: Arc<Store>| async move {
+        let meta = Metadata::new("test").with_run("r");
+        register(&a, "x").await;
+        let head = a.head().await.unwrap();
+        assert!(a.recent(head).is_none(), "the first call only starts keeping");
+        a.append(StreamType::Run, "r", vec![run_event("r", "start"), run_event("r", "a0")], &meta).await.unwrap();
+        a.append(StreamType::Evaluation, "e", vec![started("e"), trajectory_event("e", 0)], &meta).await.unwrap();
+        a.agent("x", child("x", "v1", &a.read_all(None).await.unwrap().iter().find_map(|r| match &r.event {
+            Event::VersionCreated(v) => Some(v.version.clone()), _ => None }).unwrap()), &meta).await.unwrap();
+        let recent = a.recent(head).expect("all of it is this store's");
+        assert_eq!(recent, a.read(head, None, 100).await.unwrap());
+        assert_eq!(recent.len(), 5);
+        let last = recent.last().unwrap().position;
+        assert_eq!(a.recent(last), Some(vec![]));
+        // Another process writes; this store learns of it at its next commit.
+        b.append(StreamType::Run, "r", vec![run_event("r", "a1")], &meta).await.unwrap();
+        a.append(StreamType::Run, "r", vec![run_event("r", "a2")], &meta).await.unwrap();
+        assert!(a.recent(last).is_none(), "a gap: read the log");
+        let read = a.read(last, None, 100).await.unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(a.recent(read[0].position).unwrap(), read[1..].to_vec());
+    };
+}
+
 /// Unknown versions and corrupt payloads are clear errors, not panics.
 #[tokio::test]
 async fn unreadable_events_are_clear_errors() {

@@ -33,6 +33,20 @@ pub trait Projection: Send + Sync + 'static {
     type Row: Serialize + DeserializeOwned + Clone + PartialEq + std::fmt::Debug + Send + Sync;
 
     fn apply(rows: &mut BTreeMap<String, Self::Row>, event: &Recorded);
+
+    /// True when `apply` only ever adds rows, each keyed after every row
+    /// already there, and never reads, changes or removes one (the replay
+    /// buffer): a rebuild can then store the rows of each page of the log
+    /// while it folds the next. A rebuild checks the key order.
+    const INSERT_ONLY: bool = false;
+
+    /// The same fold, handed the event itself (when no other view needs it
+    /// after this one): a projection that keeps much of an event — the
+    /// replay buffer — moves it into its row instead of copying it. Must
+    /// leave `rows` exactly as [`Projection::apply`] would.
+    fn apply_owned(rows: &mut BTreeMap<String, Self::Row>, event: Recorded) {
+        Self::apply(rows, &event);
+    }
 }
 
 /// Every projection, by name, for rebuild and check.

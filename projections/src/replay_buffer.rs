@@ -51,6 +51,8 @@ impl TrajectoryFilter {
 impl Projection for ReplayBuffer {
     const NAME: &'static str = "replay_buffer";
     type Row = TrajectoryRow;
+    /// One row per trajectory, keyed by its position.
+    const INSERT_ONLY: bool = true;
 
     fn apply(rows: &mut BTreeMap<String, TrajectoryRow>, r: &Recorded) {
         if let Event::TrajectoryRecorded(e) = &r.event {
@@ -62,6 +64,21 @@ impl Projection for ReplayBuffer {
                     run_id: r.metadata.run_id.clone(),
                     attempt_id: r.metadata.attempt_id.clone(),
                     trajectory: e.trajectory.clone(),
+                },
+            );
+        }
+    }
+
+    fn apply_owned(rows: &mut BTreeMap<String, TrajectoryRow>, r: Recorded) {
+        if let Event::TrajectoryRecorded(e) = r.event {
+            rows.insert(
+                format!("{:016}", r.position),
+                TrajectoryRow {
+                    position: r.position,
+                    evaluation_id: e.evaluation_id,
+                    run_id: r.metadata.run_id,
+                    attempt_id: r.metadata.attempt_id,
+                    trajectory: e.trajectory,
                 },
             );
         }

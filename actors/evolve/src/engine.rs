@@ -109,6 +109,226 @@ pub struct Evolution<E: Executor> {
     judging_nanos: std::sync::atomic::AtomicU64,
     /// The views every step reads, followed in memory.
     known: tokio::sync::Mutex<Known>,
+    /// Code trees read or written lately: a parent is usually a recent child.
+    trees: std::sync::Mutex<Trees>,
+    /// Directories the runner reads code from, for reuse.
+    code_dirs: CodeDirs,
+    /// Selection candidates, kept up to date (under the `known` lock).
+    candidates: std::sync::Mutex<KeptCandidates>,
+}
+
+/// Each version's children, by version id.
+type Children = std::collections::HashMap<String, std::collections::BTreeSet<String>>;
+
+/// The selection candidates and the ranking of admitted scores, kept
+/// between steps and updated version by version (see
+/// [`Evolution::update_candidates`]).
+#[derive(Default)]
+struct KeptCandidates {
+    /// Admitted versions, in version order (the archive's).
+    list: Vec<Candidate>,
+    children: Children,
+    /// Admitted versions with a full-train score, best last: by score, then
+    /// the earliest created.
+    ranked: std::collections::BTreeSet<(Score, std::cmp::Reverse<u64>, String)>,
+    /// Each ranked version's place in `ranked`.
+    rank_of: std::collections::HashMap<String, (Score, std::cmp::Reverse<u64>)>,
+}
+
+impl KeptCandidates {
+    /// The best ranked version other than `except`, and its score.
+    fn best(&self, except: Option<&str>) -> Option<(String, f64)> {
+        self.ranked
+            .iter()
+            .rev()
+            .find(|(_, _, v)| Some(v.as_str()) != except)
+            .map(|(score, _, v)| (v.clone(), score.0))
+    }
+
+    fn rank(&mut self, version: &str, place: Option<(Score, std::cmp::Reverse<u64>)>) {
+        if let Some((score, created)) = self.rank_of.remove(version) {
+            self.ranked.remove(&(score, created, version.to_string()));
+        }
+        if let Some((score, created)) = place {
+            self.ranked.insert((score, created, version.to_string()));
+            self.rank_of.insert(version.to_string(), (score, created));
+        }
+    }
+}
+
+/// A score ordered totally (the archive's scores are finite).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score(f64);
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // + 0.0 makes -0.0 equal to 0.0, as `partial_cmp` has it.
+        (self.0 + 0.0).total_cmp(&(other.0 + 0.0))
+    }
+}
+
+/// Code trees by tree hash, at most [`Trees::CAP`] of them and
+/// [`Trees::CAP_BYTES`] in all (the oldest dropped first).
+#[derive(Default)]
+struct Trees {
+    by_hash: std::collections::HashMap<String, Arc<Files>>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl Trees {
+    const CAP: usize = 1_024;
+    const CAP_BYTES: usize = 64 << 20;
+
+    fn size(files: &Files) -> usize {
+        files
+            .iter()
+            .map(|(path, bytes)| path.len() + bytes.len())
+            .sum()
+    }
+
+    fn insert(&mut self, hash: &str, files: Arc<Files>) {
+        let size = Self::size(&files);
+        if size > Self::CAP_BYTES || self.by_hash.contains_key(hash) {
+            return;
+        }
+        self.by_hash.insert(hash.to_string(), files);
+        self.order.push_back(hash.to_string());
+        self.bytes += size;
+        while self.order.len() > Self::CAP || self.bytes > Self::CAP_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(files) = self.by_hash.remove(&old) {
+                self.bytes -= Self::size(&files);
+            }
+        }
+    }
+}
+
+/// A directory holding one version's code for the benchmark runner, and
+/// what it holds.
+struct Written {
+    dir: tempfile::TempDir,
+    files: Files,
+}
+
+impl Written {
+    fn new(files: &Files) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("dgm-version-").tempdir()?;
+        write_dir_files(dir.path(), files)?;
+        Ok(Self {
+            dir,
+            files: files.clone(),
+        })
+    }
+
+    /// Makes the directory hold exactly `files`, touching only what differs.
+    fn rewrite(&mut self, files: &Files) -> std::io::Result<()> {
+        let root = self.dir.path();
+        for gone in self.files.keys().filter(|p| !files.contains_key(*p)) {
+            let path = root.join(gone);
+            std::fs::remove_file(&path)?;
+            // Directories left empty go too (a fresh one would not have them).
+            let mut parent = path.parent();
+            while let Some(dir) = parent.filter(|d| *d != root) {
+                if std::fs::remove_dir(dir).is_err() {
+                    break;
+                }
+                parent = dir.parent();
+            }
+        }
+        let changed: Files = files
+            .iter()
+            .filter(|(path, bytes)| self.files.get(*path) != Some(*bytes))
+            .map(|(path, bytes)| (path.clone(), bytes.clone()))
+            .collect();
+        // A changed file is replaced by a new one, not truncated: ext4
+        // flushes a file truncated and rewritten when it is closed.
+        for path in changed.keys().filter(|p| self.files.contains_key(*p)) {
+            std::fs::remove_file(root.join(path))?;
+        }
+        write_dir_files(root, &changed)?;
+        self.files = files.clone();
+        Ok(())
+    }
+}
+
+/// Directories versions were written to, kept for the next version:
+/// consecutive versions differ in a file or two, and creating and deleting
+/// files (new inodes) is most of what writing a fresh directory costs.
+#[derive(Default)]
+struct CodeDirs(std::sync::Mutex<Vec<Written>>);
+
+impl CodeDirs {
+    /// Kept at most (attempts in flight at once each hold one).
+    const CAP: usize = 8;
+
+    fn take(&self) -> Option<Written> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn give_back(&self, written: Written) {
+        let mut free = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < Self::CAP {
+            free.push(written);
+        }
+    }
+}
+
+/// A version's code for the benchmark runner: written on first use, once
+/// however many stages and splits evaluate it (the sandbox mounts it
+/// read-only), into a directory reused from an earlier version.
+struct CodeDir<'a> {
+    files: &'a Files,
+    pool: &'a CodeDirs,
+    written: std::sync::Mutex<Option<Written>>,
+}
+
+impl<'a> CodeDir<'a> {
+    fn new(files: &'a Files, pool: &'a CodeDirs) -> Self {
+        Self {
+            files,
+            pool,
+            written: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The directory, holding exactly the version's files.
+    fn path(&self) -> Result<std::path::PathBuf, EvolveError> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.is_none() {
+            let reused = self
+                .pool
+                .take()
+                .and_then(|mut w| w.rewrite(self.files).is_ok().then_some(w));
+            *written = Some(match reused {
+                Some(w) => w,
+                None => Written::new(self.files)?,
+            });
+        }
+        Ok(written
+            .as_ref()
+            .map(|w| w.dir.path().to_path_buf())
+            .unwrap_or_default())
+    }
+}
+
+impl Drop for CodeDir<'_> {
+    fn drop(&mut self) {
+        let written = self.written.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = written.take() {
+            self.pool.give_back(w);
+        }
+    }
 }
 
 /// The split every search decision is made on.
@@ -146,6 +366,9 @@ impl<E: Executor + 'static> Evolution<E> {
             suite,
             stop: Arc::new(AtomicBool::new(false)),
             judging_nanos: Default::default(),
+            trees: Default::default(),
+            code_dirs: Default::default(),
+            candidates: Default::default(),
         })
     }
 
@@ -178,6 +401,9 @@ impl<E: Executor + 'static> Evolution<E> {
             stop: Arc::new(AtomicBool::new(false)),
             judging_nanos: Default::default(),
             known: tokio::sync::Mutex::new(Known::new(run_id)),
+            trees: Default::default(),
+            code_dirs: Default::default(),
+            candidates: Default::default(),
         })
     }
 
@@ -209,24 +435,46 @@ impl<E: Executor + 'static> Evolution<E> {
         Ok(known)
     }
 
-    async fn archive(&self) -> Result<AgentArchive, EvolveError> {
-        self.known()
-            .await?
-            .archive
-            .get(&self.config.agent)
-            .cloned()
-            .ok_or_else(|| {
-                EvolveError::Config(format!("agent `{}` is not registered", self.config.agent))
-            })
+    /// Reads the agent's archive (and the other views) in place, current:
+    /// no copy of an archive that grows with every version.
+    async fn with_archive<T>(
+        &self,
+        read: impl FnOnce(&Known, &AgentArchive) -> T,
+    ) -> Result<T, EvolveError> {
+        let known = self.known().await?;
+        let archive = known.archive.get(&self.config.agent).ok_or_else(|| {
+            EvolveError::Config(format!("agent `{}` is not registered", self.config.agent))
+        })?;
+        Ok(read(&known, archive))
+    }
+
+    /// The code tree named `hash`, from memory when it was used lately.
+    async fn tree(&self, hash: &str) -> Result<Arc<Files>, EvolveError> {
+        let kept = self
+            .trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_hash
+            .get(hash)
+            .cloned();
+        if let Some(files) = kept {
+            return Ok(files);
+        }
+        let files = Arc::new(self.store.get_tree(hash).await?);
+        self.keep_tree(hash, files.clone());
+        Ok(files)
+    }
+
+    fn keep_tree(&self, hash: &str, files: Arc<Files>) {
+        self.trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, files);
     }
 
     /// The best score in the archive now.
     async fn current_best(&self) -> Result<Option<f64>, EvolveError> {
-        let known = self.known().await?;
-        Ok(known
-            .archive
-            .get(&self.config.agent)
-            .and_then(|archive| self.best_score(archive, None)))
+        Ok(self.best_now(None).await?.map(|(_, score)| score))
     }
 
     /// This run's state, current.
@@ -249,7 +497,9 @@ impl<E: Executor + 'static> Evolution<E> {
         let began = Instant::now();
         let mut state = self.run_state().await?;
         if state.started.is_none() {
-            let archive = self.archive().await?;
+            let agent = self
+                .with_archive(|_, archive| archive.agent.clone())
+                .await?;
             let config = serde_json::to_value(&self.config)
                 .map_err(|e| EvolveError::Config(e.to_string()))?;
             self.store
@@ -259,7 +509,7 @@ impl<E: Executor + 'static> Evolution<E> {
                     vec![
                         RunStarted {
                             run_id: self.run_id.clone(),
-                            agent: archive.agent.clone(),
+                            agent,
                             suite: self.suite.name.clone(),
                             config,
                         }
@@ -429,20 +679,24 @@ impl<E: Executor + 'static> Evolution<E> {
     /// Scores the active version on the train split (twice: a disagreement
     /// means evaluation is noisy). Returns whether it is.
     async fn baseline(&self, state: &RunState) -> Result<bool, EvolveError> {
-        let archive = self.archive().await?;
-        let Some(active) = archive.active.clone() else {
+        let active = self
+            .with_archive(|_, archive| {
+                let active = archive.active.clone()?;
+                let tree = archive.versions.get(&active)?.tree_hash.clone();
+                Some((active, tree))
+            })
+            .await?;
+        let Some((active, tree)) = active else {
             return Err(EvolveError::Config(format!(
                 "agent `{}` has no active version",
                 self.config.agent
             )));
         };
-        let files = self
-            .store
-            .get_tree(&archive.versions[&active].tree_hash)
-            .await?;
+        let files = self.tree(&tree).await?;
+        let code = CodeDir::new(&files, &self.code_dirs);
         let done = state.attempts.get("baseline").cloned().unwrap_or_default();
         let first = self
-            .evaluate_train(None, &active, &files, &done, "baseline")
+            .evaluate_train(None, &active, &code, &done, "baseline")
             .await?;
         let second_id = format!("{}/baseline/re", self.run_id);
         let second = match done.evals.get(&second_id) {
@@ -451,7 +705,7 @@ impl<E: Executor + 'static> Evolution<E> {
                 self.evaluate(
                     None,
                     &active,
-                    &files,
+                    &code,
                     self.last_stage(),
                     TRAIN,
                     &second_id,
@@ -474,8 +728,36 @@ impl<E: Executor + 'static> Evolution<E> {
         strategy: &crate::selection::Strategy,
         attempts_done: u32,
     ) -> Result<(), EvolveError> {
-        let archive = self.archive().await?;
-        let candidates = self.candidates(&archive);
+        let mut known = self.known().await?;
+        if !known.archive.contains_key(&self.config.agent) {
+            return Err(EvolveError::Config(format!(
+                "agent `{}` is not registered",
+                self.config.agent
+            )));
+        }
+        let events = {
+            let mut kept = self.candidates.lock().unwrap_or_else(|p| p.into_inner());
+            self.update_candidates(&mut kept, &mut known);
+            drop(known);
+            self.draw(generation, strategy, attempts_done, &kept.list)?
+        };
+        // The whole draw is one commit: a kill can never leave a generation
+        // half-started. (The run state files each event by its own attempt id.)
+        self.store
+            .append(StreamType::Run, &self.run_id, events, &self.meta(None))
+            .await?;
+        Ok(())
+    }
+
+    /// This generation's parents (and donors, and seeds), drawn from
+    /// `candidates` as `AttemptStarted` events.
+    fn draw(
+        &self,
+        generation: u32,
+        strategy: &crate::selection::Strategy,
+        attempts_done: u32,
+        candidates: &[Candidate],
+    ) -> Result<Vec<Event>, EvolveError> {
         let mut rng = ChaCha8Rng::seed_from_u64(
             self.config.seed ^ (generation as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
@@ -483,7 +765,7 @@ impl<E: Executor + 'static> Evolution<E> {
         if let Some(max) = self.config.max_attempts {
             n = n.min(max.saturating_sub(attempts_done)).max(1);
         }
-        let selection = select(strategy, &candidates, n as usize, &mut rng)
+        let selection = select(strategy, candidates, n as usize, &mut rng)
             .map_err(|e| EvolveError::Config(e.to_string()))?;
         let mut events = Vec::new();
         for (index, parent) in selection.chosen.iter().enumerate() {
@@ -509,48 +791,136 @@ impl<E: Executor + 'static> Evolution<E> {
                 .into(),
             );
         }
-        // The whole draw is one commit: a kill can never leave a generation
-        // half-started. (The run state files each event by its own attempt id.)
-        self.store
-            .append(StreamType::Run, &self.run_id, events, &self.meta(None))
-            .await?;
-        Ok(())
+        Ok(events)
     }
 
     /// Admitted versions as selection candidates, scored on train at the
-    /// deepest stage they reached.
+    /// deepest stage they reached — rebuilt from the whole archive.
     fn candidates(&self, archive: &AgentArchive) -> Vec<Candidate> {
-        let score_of = |v: &dgm_projections::VersionRow| {
-            v.score_on(&self.suite.name, TRAIN.as_str()).map(|(_, s)| s)
-        };
+        let mut children = Children::new();
+        for child in archive.versions.values() {
+            if let Some(parent) = &child.parent {
+                children
+                    .entry(parent.clone())
+                    .or_default()
+                    .insert(child.version.clone());
+            }
+        }
         archive
             .versions
             .values()
             .filter(|v| v.admitted == Some(true))
-            .map(|v| {
-                let own = score_of(v).unwrap_or(0.0);
-                let (mut wins, mut losses) = (0, 0);
-                for child in archive
-                    .versions
-                    .values()
-                    .filter(|c| c.parent.as_deref() == Some(v.version.as_str()))
-                {
-                    match score_of(child) {
-                        Some(s) if s > own => wins += 1,
-                        _ => losses += 1,
-                    }
-                }
-                Candidate {
-                    id: v.version.clone(),
-                    score: own,
-                    children: v.children as usize,
-                    wins,
-                    losses,
-                    parent: v.parent.clone(),
-                    behaviour: self.behaviour(v),
-                }
-            })
+            .map(|v| self.candidate(archive, v, &children))
             .collect()
+    }
+
+    /// Brings the kept candidates up to date with the versions whose rows
+    /// changed since the last time (what [`Known::touched`] collected):
+    /// each generation costs what changed, not the whole archive.
+    fn update_candidates(&self, kept: &mut KeptCandidates, known: &mut Known) {
+        let touched = std::mem::take(&mut known.touched);
+        let Some(archive) = known.archive.get(&self.config.agent) else {
+            return;
+        };
+        let mut redo = std::collections::BTreeSet::new();
+        for (agent, version) in touched {
+            if agent != self.config.agent {
+                continue;
+            }
+            // A child's row changes its parent's candidate (children, wins).
+            if let Some(parent) = archive
+                .versions
+                .get(&version)
+                .and_then(|r| r.parent.clone())
+            {
+                kept.children
+                    .entry(parent.clone())
+                    .or_default()
+                    .insert(version.clone());
+                redo.insert(parent);
+            }
+            redo.insert(version);
+        }
+        let full_train = dgm_projections::archive::score_key(
+            &self.suite.name,
+            self.last_stage(),
+            TRAIN.as_str(),
+        );
+        for version in redo {
+            let admitted = archive
+                .versions
+                .get(&version)
+                .filter(|v| v.admitted == Some(true));
+            let place = admitted.and_then(|v| {
+                let score = v.scores.get(&full_train)?;
+                Some((Score(*score), std::cmp::Reverse(v.created_at)))
+            });
+            kept.rank(&version, place);
+            let candidate = admitted.map(|v| self.candidate(archive, v, &kept.children));
+            let at = kept.list.binary_search_by(|c| c.id.as_str().cmp(&version));
+            match (at, candidate) {
+                (Ok(i), Some(c)) => kept.list[i] = c,
+                (Ok(i), None) => {
+                    kept.list.remove(i);
+                }
+                (Err(i), Some(c)) => kept.list.insert(i, c),
+                (Err(_), None) => {}
+            }
+        }
+        debug_assert_eq!(
+            format!("{:?}", kept.list),
+            format!("{:?}", self.candidates(archive)),
+            "the kept candidates must equal a rebuild"
+        );
+        debug_assert_eq!(
+            kept.best(None),
+            self.best_version(archive, None),
+            "the kept ranking must equal a scan"
+        );
+    }
+
+    /// The best admitted version on full train other than `except`, and its
+    /// score, now: from the kept ranking, not a scan of the archive.
+    async fn best_now(&self, except: Option<&str>) -> Result<Option<(String, f64)>, EvolveError> {
+        let mut known = self.known().await?;
+        let mut kept = self.candidates.lock().unwrap_or_else(|p| p.into_inner());
+        self.update_candidates(&mut kept, &mut known);
+        Ok(kept.best(except))
+    }
+
+    /// Version `v` as a selection candidate.
+    fn candidate(
+        &self,
+        archive: &AgentArchive,
+        v: &dgm_projections::VersionRow,
+        children: &Children,
+    ) -> Candidate {
+        let score_of = |v: &dgm_projections::VersionRow| {
+            v.score_on(&self.suite.name, TRAIN.as_str()).map(|(_, s)| s)
+        };
+        let own = score_of(v).unwrap_or(0.0);
+        let (mut wins, mut losses) = (0, 0);
+        let scores = children
+            .get(&v.version)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| archive.versions.get(c))
+            .map(score_of);
+        for score in scores {
+            match score {
+                Some(s) if s > own => wins += 1,
+                _ => losses += 1,
+            }
+        }
+        Candidate {
+            id: v.version.clone(),
+            score: own,
+            children: v.children as usize,
+            wins,
+            losses,
+            parent: v.parent.clone(),
+            behaviour: self.behaviour(v),
+        }
     }
 
     /// What a version did on train at the deepest stage it reached: that
@@ -616,28 +986,55 @@ impl<E: Executor + 'static> Evolution<E> {
             return Ok(attempt);
         };
         let meta = self.meta(Some(attempt_id));
-        let archive = self.archive().await?;
-        let parent_row = archive
-            .versions
-            .get(&started.parent)
-            .ok_or_else(|| EvolveError::Config(format!("parent {} vanished", started.parent)))?;
-        let parent_files = self.store.get_tree(&parent_row.tree_hash).await?;
-
-        // What the proposer is told besides the diagnosis (cheap, derived from the log).
-        let context = self
-            .proposal_context(&started.parent, &archive, attempt_id)
+        // Everything this step reads from the views, in one look: what the
+        // proposer is told besides the diagnosis (cheap, derived from the
+        // log), and the replay buffer's findings when there is no diagnosis.
+        let filter = TrajectoryFilter {
+            agent: Some(self.config.agent.clone()),
+            version: Some(started.parent.clone()),
+            ..Default::default()
+        };
+        let (parent_hash, donor_hash, evolvable, protected, context, findings) = self
+            .with_archive(|known, archive| {
+                let parent_hash = archive
+                    .versions
+                    .get(&started.parent)
+                    .map(|row| row.tree_hash.clone());
+                let donor_hash = started
+                    .donor
+                    .as_ref()
+                    .and_then(|d| archive.versions.get(d))
+                    .map(|row| row.tree_hash.clone());
+                let context = self.proposal_context(known, &started.parent, archive, attempt_id);
+                let findings = attempt.diagnosis.is_none().then(|| {
+                    diagnose(
+                        known
+                            .trajectories_of(&self.config.agent, &started.parent)
+                            .filter(|r| filter.matches(r)),
+                        known.bank.values().filter(|s| s.agent == self.config.agent),
+                    )
+                });
+                (
+                    parent_hash,
+                    donor_hash,
+                    archive.manifest.evolvable.clone(),
+                    archive.manifest.protected.clone(),
+                    context,
+                    findings,
+                )
+            })
             .await?;
-        let donor = match &started.donor {
-            Some(d) => match archive.versions.get(d) {
-                Some(row) => Some(CodeTree(self.store.get_tree(&row.tree_hash).await?)),
-                None => None,
-            },
+        let parent_hash = parent_hash
+            .ok_or_else(|| EvolveError::Config(format!("parent {} vanished", started.parent)))?;
+        let parent_files = self.tree(&parent_hash).await?;
+        let donor = match &donor_hash {
+            Some(hash) => Some(CodeTree(self.tree(hash).await?.as_ref().clone())),
             None => None,
         };
         let mut request = ProposalRequest {
-            parent: CodeTree(parent_files.clone()),
-            evolvable: archive.manifest.evolvable.clone(),
-            protected: archive.manifest.protected.clone(),
+            parent: CodeTree(parent_files.as_ref().clone()),
+            evolvable,
+            protected,
             diagnosis: Diagnosis {
                 failures: context.failures,
                 ..Diagnosis::default()
@@ -650,21 +1047,14 @@ impl<E: Executor + 'static> Evolution<E> {
         };
 
         // Diagnose (from the replay buffer; a model adds its analysis when the proposer has one).
-        let diagnosis = match &attempt.diagnosis {
-            Some(d) => d.clone(),
-            None => {
-                let filter = TrajectoryFilter {
-                    agent: Some(self.config.agent.clone()),
-                    version: Some(started.parent.clone()),
-                    ..Default::default()
-                };
-                let findings = {
-                    let known = self.known().await?;
-                    diagnose(
-                        known.replay.values().filter(|r| filter.matches(r)),
-                        known.bank.values().filter(|s| s.agent == self.config.agent),
-                    )
-                };
+        let diagnosis = match (&attempt.diagnosis, findings) {
+            (Some(d), _) => d.clone(),
+            (None, None) => {
+                return Err(EvolveError::Config(format!(
+                    "{attempt_id}: no diagnosis and no findings"
+                )));
+            }
+            (None, Some(findings)) => {
                 request.diagnosis.summary = findings.summary.clone();
                 request.diagnosis.failure_categories = categories(&findings.categories);
                 request.diagnosis.rationales = findings.rationales.clone();
@@ -723,8 +1113,8 @@ impl<E: Executor + 'static> Evolution<E> {
                 });
 
         // Propose and validate (a seeded proposer proposes the same child when an attempt resumes).
-        let child_version = match &attempt.child {
-            Some(child) => child.version.clone(),
+        let (child_version, child_hash) = match &attempt.child {
+            Some(child) => (child.version.clone(), child.tree_hash.clone()),
             None => {
                 let proposed = self.proposer.propose_recorded(&request).await;
                 self.record_calls(attempt_id, &proposed.calls).await?;
@@ -774,7 +1164,10 @@ impl<E: Executor + 'static> Evolution<E> {
                 let files: Files = proposal.files.0.clone();
                 let hash = tree_hash(&files);
                 let version = hash[..12].to_string();
-                if archive.versions.contains_key(&version) {
+                if self
+                    .with_archive(|_, archive| archive.versions.contains_key(&version))
+                    .await?
+                {
                     return self
                         .finish_early(
                             attempt_id,
@@ -786,6 +1179,7 @@ impl<E: Executor + 'static> Evolution<E> {
                         .await;
                 }
                 self.store.put_tree(&files).await?;
+                self.keep_tree(&hash, Arc::new(files));
                 let created = VersionCreated {
                     agent: self.config.agent.clone(),
                     version: version.clone(),
@@ -823,21 +1217,19 @@ impl<E: Executor + 'static> Evolution<E> {
                     }
                     Err(e) => return Err(e.into()),
                 }
+                let hash = created.tree_hash.clone();
                 attempt.child = Some(created);
-                version
+                (version, hash)
             }
         };
 
         // Evaluate in stages on train.
-        let files = self
-            .store
-            .get_tree(&self.archive().await?.versions[&child_version].tree_hash)
-            .await?;
+        let files = self.tree(&child_hash).await?;
         let records = self
             .evaluate_train(
                 Some(attempt_id),
                 &child_version,
-                &files,
+                &CodeDir::new(&files, &self.code_dirs),
                 &attempt,
                 attempt_id,
             )
@@ -919,21 +1311,20 @@ impl<E: Executor + 'static> Evolution<E> {
 
     /// Failed runs of the parent, the agent's live strategies and the
     /// lineage's recent attempts in this run: what a proposer's prompt quotes.
-    async fn proposal_context(
+    fn proposal_context(
         &self,
+        known: &Known,
         parent: &str,
         archive: &AgentArchive,
         attempt_id: &str,
-    ) -> Result<ProposalContext, EvolveError> {
-        let known = self.known().await?;
+    ) -> ProposalContext {
         let filter = TrajectoryFilter {
             agent: Some(self.config.agent.clone()),
             version: Some(parent.to_string()),
             ..Default::default()
         };
         let failures: Vec<FailureExample> = known
-            .replay
-            .values()
+            .trajectories_of(&self.config.agent, parent)
             .filter(|r| filter.matches(r) && r.trajectory.outcome != "success")
             .take(5)
             .map(|r| FailureExample {
@@ -1006,7 +1397,7 @@ impl<E: Executor + 'static> Evolution<E> {
             })
             .collect();
         lineage.sort_by_key(|n| std::cmp::Reverse((n.0, n.1)));
-        Ok(ProposalContext {
+        ProposalContext {
             failures,
             strategies,
             lineage: lineage.into_iter().take(8).map(|(_, _, n)| n).collect(),
@@ -1015,7 +1406,7 @@ impl<E: Executor + 'static> Evolution<E> {
                 .get(parent)
                 .and_then(|p| p.score_on(&self.suite.name, TRAIN.as_str()))
                 .map(|(_, s)| s),
-        })
+        }
     }
 
     /// Runs the train stages in order, stopping at a failed gate; reuses
@@ -1024,7 +1415,7 @@ impl<E: Executor + 'static> Evolution<E> {
         &self,
         attempt: Option<&str>,
         version: &str,
-        files: &Files,
+        code: &CodeDir<'_>,
         done: &AttemptState,
         prefix: &str,
     ) -> Result<Vec<EvalRecord>, EvolveError> {
@@ -1048,7 +1439,7 @@ impl<E: Executor + 'static> Evolution<E> {
                     self.evaluate(
                         attempt,
                         version,
-                        files,
+                        code,
                         stage,
                         TRAIN,
                         &id,
@@ -1075,12 +1466,15 @@ impl<E: Executor + 'static> Evolution<E> {
         version: &str,
         r: &EvalRecord,
     ) -> Result<(), EvolveError> {
-        let archive = self.archive().await?;
         let key = dgm_projections::archive::score_key(&self.suite.name, r.stage, &r.split);
-        let has = archive
-            .versions
-            .get(version)
-            .is_some_and(|v| v.metrics.contains_key(&key));
+        let has = self
+            .with_archive(|_, archive| {
+                archive
+                    .versions
+                    .get(version)
+                    .is_some_and(|v| v.metrics.contains_key(&key))
+            })
+            .await?;
         if !has {
             record_version_evaluated(
                 &self.store,
@@ -1105,7 +1499,7 @@ impl<E: Executor + 'static> Evolution<E> {
         &self,
         attempt: Option<&str>,
         version: &str,
-        files: &Files,
+        code: &CodeDir<'_>,
         stage: u32,
         split: Split,
         id: &str,
@@ -1122,10 +1516,8 @@ impl<E: Executor + 'static> Evolution<E> {
             .get(&self.config.agent)
             .map(|archive| archive.manifest.run.clone())
             .unwrap_or_default();
-        let dir = tempfile::Builder::new().prefix("dgm-version-").tempdir()?;
-        write_dir_files(dir.path(), files)?;
         let spec = RunSpec {
-            code_dir: dir.path().to_path_buf(),
+            code_dir: code.path()?,
             command,
             env: BTreeMap::new(),
         };
@@ -1181,18 +1573,21 @@ impl<E: Executor + 'static> Evolution<E> {
         let last = attempt
             .evals
             .get(&format!("{attempt_id}/train/{}", self.last_stage()));
-        let archive = self.archive().await?;
-        let parent_score = attempt
-            .started
-            .as_ref()
-            .and_then(|s| archive.versions.get(&s.parent))
-            .and_then(|p| p.score_on(&self.suite.name, TRAIN.as_str()))
-            .map(|(_, s)| s);
+        let parent_score = self
+            .with_archive(|_, archive| {
+                attempt
+                    .started
+                    .as_ref()
+                    .and_then(|s| archive.versions.get(&s.parent))
+                    .and_then(|p| p.score_on(&self.suite.name, TRAIN.as_str()))
+                    .map(|(_, s)| s)
+            })
+            .await?;
+        let best = self.best_now(Some(&version)).await?;
 
         let (outcome, reason, score) = match stage1 {
             Some(r) if r.passed_gate => {
                 let score = last.and_then(|r| r.score);
-                let best = self.best_version(&archive, Some(&version));
                 match (score, best) {
                     (Some(s), Some((best_v, b))) if decide::beats(s, b, self.config.threshold) => {
                         match self
@@ -1404,24 +1799,36 @@ impl<E: Executor + 'static> Evolution<E> {
         best: &str,
         noisy: bool,
     ) -> Result<Result<String, String>, EvolveError> {
-        let archive = self.archive().await?;
-        let files_of = |v: &str| archive.versions.get(v).map(|r| r.tree_hash.clone());
+        // What the archive says now, before this step's own evaluations.
+        let (child_hash, best_hash, best_val, best_score) = self
+            .with_archive(|_, archive| {
+                let files_of = |v: &str| archive.versions.get(v).map(|r| r.tree_hash.clone());
+                (
+                    files_of(child).unwrap_or_default(),
+                    files_of(best).unwrap_or_default(),
+                    archive
+                        .versions
+                        .get(best)
+                        .and_then(|v| v.score_on(&self.suite.name, Split::Validation.as_str()))
+                        .map(|(_, s)| s),
+                    self.best_score(archive, Some(child)),
+                )
+            })
+            .await?;
         let has_validation = self
             .suite
             .tasks
             .iter()
             .any(|t| t.split == Split::Validation);
-        let child_files = self
-            .store
-            .get_tree(&files_of(child).unwrap_or_default())
-            .await?;
+        let child_files = self.tree(&child_hash).await?;
+        let child_code = CodeDir::new(&child_files, &self.code_dirs);
         let mut notes = Vec::new();
         if has_validation {
             let child_val = self
                 .evaluate(
                     Some(attempt_id),
                     child,
-                    &child_files,
+                    &child_code,
                     1,
                     Split::Validation,
                     &format!("{attempt_id}/validation/{child}"),
@@ -1429,21 +1836,14 @@ impl<E: Executor + 'static> Evolution<E> {
                     &mut BTreeMap::new(),
                 )
                 .await?;
-            let best_val = match archive
-                .versions
-                .get(best)
-                .and_then(|v| v.score_on(&self.suite.name, Split::Validation.as_str()))
-            {
-                Some((_, s)) => Some(s),
+            let best_val = match best_val {
+                Some(s) => Some(s),
                 None => {
-                    let best_files = self
-                        .store
-                        .get_tree(&files_of(best).unwrap_or_default())
-                        .await?;
+                    let best_files = self.tree(&best_hash).await?;
                     self.evaluate(
                         Some(attempt_id),
                         best,
-                        &best_files,
+                        &CodeDir::new(&best_files, &self.code_dirs),
                         1,
                         Split::Validation,
                         &format!("{attempt_id}/validation/{best}"),
@@ -1472,7 +1872,7 @@ impl<E: Executor + 'static> Evolution<E> {
                 .evaluate(
                     Some(attempt_id),
                     child,
-                    &child_files,
+                    &child_code,
                     self.last_stage(),
                     TRAIN,
                     &format!("{attempt_id}/train/re"),
@@ -1480,9 +1880,7 @@ impl<E: Executor + 'static> Evolution<E> {
                     &mut BTreeMap::new(),
                 )
                 .await?;
-            let best_score = self
-                .best_score(&archive, Some(child))
-                .unwrap_or(f64::NEG_INFINITY);
+            let best_score = best_score.unwrap_or(f64::NEG_INFINITY);
             if !again
                 .score
                 .is_some_and(|s| decide::beats(s, best_score, self.config.threshold))
@@ -1519,7 +1917,17 @@ impl<E: Executor + 'static> Evolution<E> {
         stop_reason: &str,
         began: Instant,
     ) -> Result<Summary, EvolveError> {
-        let archive = self.archive().await?;
+        self.with_archive(|_, archive| self.summarize(archive, state, stop_reason, began))
+            .await
+    }
+
+    fn summarize(
+        &self,
+        archive: &AgentArchive,
+        state: &RunState,
+        stop_reason: &str,
+        began: Instant,
+    ) -> Summary {
         let count = |o: &str| state.finished_attempts().filter(|f| f.outcome == o).count() as u32;
         let attempts = state.finished_attempts().count() as u32;
         let promoted = count("promoted");
@@ -1537,11 +1945,11 @@ impl<E: Executor + 'static> Evolution<E> {
         );
         let seed_row = archive.versions.get(&baseline_version);
         let (best_version, best_score) = self
-            .best_version(&archive, None)
+            .best_version(archive, None)
             .map(|(v, s)| (v, Some(s)))
             .unwrap_or((baseline_version.clone(), None));
         let seed_score = seed_row.and_then(|r| r.scores.get(&key).copied());
-        Ok(Summary {
+        Summary {
             run_id: self.run_id.clone(),
             agent: self.config.agent.clone(),
             attempts,
@@ -1571,7 +1979,7 @@ impl<E: Executor + 'static> Evolution<E> {
             stop_reason: stop_reason.into(),
             elapsed_secs: began.elapsed().as_secs_f64(),
             loop_ms_per_attempt: self.loop_overhead(state, began),
-        })
+        }
     }
 }
 

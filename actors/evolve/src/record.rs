@@ -38,17 +38,25 @@ pub async fn record_stage(
         }
         .into(),
     ];
+    // Every output in one write (none for outputs already stored).
+    let outputs: Vec<&[u8]> = report
+        .trajectories
+        .iter()
+        .flat_map(|t| [t.stdout.as_slice(), t.stderr.as_slice()])
+        .filter(|o| !o.is_empty())
+        .collect();
+    let mut hashes = store.put_blobs(&outputs).await?.into_iter();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     for t in &report.trajectories {
         let stdout_blob = if t.stdout.is_empty() {
             None
         } else {
-            Some(store.put_blob(&t.stdout).await?)
+            hashes.next()
         };
         let stderr_blob = if t.stderr.is_empty() {
             None
         } else {
-            Some(store.put_blob(&t.stderr).await?)
+            hashes.next()
         };
         let category = t.error_category.map(|c| c.as_str().to_string());
         if let Some(c) = &category {

@@ -428,7 +428,10 @@ mod tests {
         let (group, alone) = (0.2689414213699951 / 4.0, 0.7310585786300049);
         let total = group + alone;
         for id in ["seed", "x", "y"] {
-            assert!(close(weight_of(&selection, id), group / 3.0 / total), "{id}");
+            assert!(
+                close(weight_of(&selection, id), group / 3.0 / total),
+                "{id}"
+            );
         }
         assert!(close(weight_of(&selection, "z"), alone / total));
         // random: uniform over behaviours, not over copies.

@@ -135,5 +135,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  second run (log already holds the first): {} ms outside the runner, {last_wall:.2} ms wall",
         show(last_engine)
     );
+    // Wall-time figures depend on what else the machine is doing: say it.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("  load average after: {}", load.trim());
+    }
     Ok(())
 }
