@@ -59,6 +59,20 @@ impl VersionRow {
             })
             .max_by_key(|(stage, _)| *stage)
     }
+
+    /// What the version did on a suite's `split` at the deepest stage it
+    /// reached: that stage and every metric, exactly. Versions that agree
+    /// on all of them are clones of one behaviour (parent selection weighs
+    /// them once); `None` before any metrics.
+    pub fn behaviour_on(&self, suite: &str, split: &str) -> Option<String> {
+        let (stage, _) = self.score_on(suite, split)?;
+        let metrics = self.metrics.get(&score_key(suite, stage, split))?;
+        let mut fingerprint = stage.to_string();
+        for (name, value) in metrics {
+            fingerprint.push_str(&format!(";{name}={:x}", value.to_bits()));
+        }
+        Some(fingerprint)
+    }
 }
 
 pub fn score_key(suite: &str, stage: u32, split: &str) -> String {
@@ -178,4 +192,67 @@ fn set_active(rows: &mut BTreeMap<String, AgentArchive>, agent: &str, to: &str, 
         new.active = true;
     }
     a.active = Some(to.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(stage_metrics: &[(u32, &[(&str, f64)])]) -> VersionRow {
+        let mut row = VersionRow {
+            version: "v".into(),
+            parent: None,
+            children: 0,
+            tree_hash: String::new(),
+            origin: Origin::Seed,
+            summary: String::new(),
+            created_at: 0,
+            run_id: None,
+            attempt_id: None,
+            admitted: Some(true),
+            decision_reason: None,
+            active: false,
+            rolled_back: false,
+            scores: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+        };
+        for (stage, metrics) in stage_metrics {
+            let key = score_key("s", *stage, "train");
+            row.scores.insert(key.clone(), 0.5);
+            row.metrics.insert(
+                key,
+                metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            );
+        }
+        row
+    }
+
+    #[test]
+    fn behaviour_is_every_metric_of_the_deepest_stage() {
+        let a = version(&[
+            (1, &[("bins", 10.0)]),
+            (2, &[("bins", 30.0), ("excess", 5.0)]),
+        ]);
+        let clone = version(&[
+            (1, &[("bins", 11.0)]),
+            (2, &[("bins", 30.0), ("excess", 5.0)]),
+        ]);
+        let other = version(&[(2, &[("bins", 30.0), ("excess", 5.000001)])]);
+        let shallower = version(&[(1, &[("bins", 30.0), ("excess", 5.0)])]);
+        let behaviour = |v: &VersionRow| v.behaviour_on("s", "train");
+        assert!(behaviour(&a).is_some());
+        assert_eq!(
+            behaviour(&a),
+            behaviour(&clone),
+            "earlier stages do not count"
+        );
+        assert_ne!(
+            behaviour(&a),
+            behaviour(&other),
+            "every metric counts, exactly"
+        );
+        assert_ne!(behaviour(&a), behaviour(&shallower), "the stage counts");
+        assert_eq!(a.behaviour_on("s", "validation"), None);
+        assert_eq!(version(&[]).behaviour_on("s", "train"), None);
+    }
 }

@@ -919,22 +919,8 @@ impl<E: Executor + 'static> Evolution<E> {
             wins,
             losses,
             parent: v.parent.clone(),
-            behaviour: self.behaviour(v),
+            behaviour: v.behaviour_on(&self.suite.name, TRAIN.as_str()),
         }
-    }
-
-    /// What a version did on train at the deepest stage it reached: that
-    /// stage and every metric, exactly. Versions that agree on all of them
-    /// are clones for selection.
-    fn behaviour(&self, version: &dgm_projections::VersionRow) -> Option<String> {
-        let (stage, _) = version.score_on(&self.suite.name, TRAIN.as_str())?;
-        let key = dgm_projections::archive::score_key(&self.suite.name, stage, TRAIN.as_str());
-        let metrics = version.metrics.get(&key)?;
-        let mut fingerprint = format!("{stage}");
-        for (name, value) in metrics {
-            fingerprint.push_str(&format!(";{name}={:x}", value.to_bits()));
-        }
-        Some(fingerprint)
     }
 
     /// Best admitted train score at the last stage, optionally ignoring one version.
