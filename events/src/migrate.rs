@@ -19,6 +19,10 @@ const SQLITE: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_storage_layout.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_view_rows_per_view.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -33,10 +37,14 @@ const POSTGRES: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_position_trigger_only_when_missing.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_view_rows_per_view.sql"),
+    ),
 ];
 
 /// The newest schema this binary knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub(crate) async fn run(db: &Db) -> Result<(), StoreError> {
     match db {

@@ -266,11 +266,8 @@ impl Store {
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM view_rows WHERE view = $1")
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-                let to = postgres_copy(&mut tx, view, rows).await?;
+                let table = postgres_empty_view(&mut tx, view).await?;
+                let to = postgres_copy(&mut tx, &table, view, rows).await?;
                 sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position")
                     .bind(view)
                     .bind(to as i64)
@@ -363,65 +360,142 @@ async fn sqlite_write<'r>(
     Ok(())
 }
 
-/// Inserts `rows` into an emptied view with COPY, PostgreSQL's bulk path
-/// (no conflict can arise, so no upsert is needed); returns the checkpoint
-/// they end with.
+/// Advisory lock taken to create a view's partition, so that two processes
+/// rebuilding a new view at once do not both create it.
+const VIEW_PARTITION_LOCK: i64 = 7_064_236_002;
+
+/// The partition of `view_rows` that holds `view`'s rows once it has been
+/// rebuilt; `None` for a name that cannot be part of a table name as it is,
+/// whose rows stay in the default partition.
+fn postgres_partition(view: &str) -> Option<String> {
+    // PostgreSQL truncates identifiers at 63 bytes.
+    const PREFIX: &str = "view_rows_for_";
+    let plain = view
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    (plain && !view.is_empty() && PREFIX.len() + view.len() <= 63)
+        .then(|| format!("{PREFIX}{view}"))
+}
+
+/// Empties `view` for a rebuild and names the table to COPY its new rows
+/// into. A view's first rebuild moves it out of the default partition into
+/// one of its own; later rebuilds TRUNCATE that partition, which leaves no
+/// dead rows behind (see `migrations/postgres/0004_view_rows_per_view.sql`).
+/// TRUNCATE locks the partition until the rebuild commits: readers of the
+/// view wait for the new rows instead of reading the old ones meanwhile.
+async fn postgres_empty_view(
+    conn: &mut sqlx::PgConnection,
+    view: &str,
+) -> Result<String, sqlx::Error> {
+    async fn delete(conn: &mut sqlx::PgConnection, view: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM view_rows WHERE view = $1")
+            .bind(view)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+    // A query of the catalog, not `to_regclass`: after waiting for another
+    // process's CREATE, this one's cached catalog may not show it yet.
+    async fn exists(conn: &mut sqlx::PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                             WHERE c.relname = $1 AND n.nspname = current_schema())",
+        )
+        .bind(table)
+        .fetch_one(conn)
+        .await
+    }
+    let Some(partition) = postgres_partition(view) else {
+        delete(conn, view).await?;
+        return Ok("view_rows".into());
+    };
+    if !exists(conn, &partition).await? {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(VIEW_PARTITION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        if !exists(conn, &partition).await? {
+            // The view's rows leave the default partition first: a partition
+            // cannot be created for values the default one still holds.
+            delete(conn, view).await?;
+            // Both names are plain (`postgres_partition`): no quoting needed.
+            sqlx::raw_sql(&format!(
+                "CREATE TABLE {partition} PARTITION OF view_rows FOR VALUES IN ('{view}')"
+            ))
+            .execute(&mut *conn)
+            .await?;
+            return Ok(partition);
+        }
+    }
+    sqlx::raw_sql(&format!("TRUNCATE {partition}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(partition)
+}
+
+/// Inserts `rows` into an emptied view (`table`: its partition, or
+/// `view_rows`) with COPY in binary format, PostgreSQL's bulk path: no
+/// conflict can arise, so no upsert is needed, and nothing is escaped or
+/// parsed as text. Returns the checkpoint the rows end with.
 async fn postgres_copy(
     conn: &mut sqlx::PgConnection,
+    table: &str,
     view: &str,
     rows: &mut impl RowChunks,
 ) -> Result<u64, StoreError> {
     /// Bytes per message sent.
     const BATCH: usize = 1 << 20;
+    /// The format's signature, flags (none) and header extension (none).
+    const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+    /// A tuple count of -1 ends the data.
+    const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
     let mut copy = conn
-        .copy_in_raw("COPY view_rows (view, key, value) FROM STDIN")
+        .copy_in_raw(&format!(
+            "COPY {table} (view, key, value) FROM STDIN (FORMAT binary)"
+        ))
         .await?;
-    let mut data = String::with_capacity(BATCH + 4096);
-    let to = loop {
-        let chunk = match rows.next_chunk().await {
-            Ok(ViewRows::Chunk(chunk)) => chunk,
-            Ok(ViewRows::End { checkpoint }) => break checkpoint,
-            Err(e) => {
-                // The transaction rolls back either way; the first error is the one to tell.
-                if let Err(abort) = copy.abort(e.to_string()).await {
-                    tracing::debug!("aborting COPY into view `{view}`: {abort}");
+    let mut data = Vec::with_capacity(BATCH + 4096);
+    data.extend_from_slice(HEADER);
+    let sent = async {
+        loop {
+            let chunk = match rows.next_chunk().await? {
+                ViewRows::Chunk(chunk) => chunk,
+                ViewRows::End { checkpoint } => return Ok::<_, StoreError>(checkpoint),
+            };
+            for (key, value) in chunk.iter() {
+                data.extend_from_slice(&3i16.to_be_bytes());
+                for field in [view, key, value] {
+                    let len = i32::try_from(field.len()).map_err(|_| {
+                        StoreError::Database(format!(
+                            "a row of view `{view}` is over 2 GiB: PostgreSQL cannot store it"
+                        ))
+                    })?;
+                    data.extend_from_slice(&len.to_be_bytes());
+                    data.extend_from_slice(field.as_bytes());
                 }
-                return Err(e);
+                if data.len() >= BATCH {
+                    copy.send(data.as_slice()).await?;
+                    data.clear();
+                }
             }
-        };
-        for (key, value) in chunk.iter() {
-            for (field, end) in [(view, '\t'), (key, '\t'), (value, '\n')] {
-                copy_text_escape(field, &mut data);
-                data.push(end);
-            }
-            if data.len() >= BATCH {
-                copy.send(data.as_bytes()).await?;
-                data.clear();
-            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    };
-    if !data.is_empty() {
-        copy.send(data.as_bytes()).await?;
     }
+    .await;
+    let to = match sent {
+        Ok(to) => to,
+        Err(e) => {
+            // The transaction rolls back either way; the first error is the one to tell.
+            if let Err(abort) = copy.abort(e.to_string()).await {
+                tracing::debug!("aborting COPY into view `{view}`: {abort}");
+            }
+            return Err(e);
+        }
+    };
+    data.extend_from_slice(&TRAILER);
+    copy.send(data.as_slice()).await?;
     copy.finish().await?;
     Ok(to)
-}
-
-/// Appends `field` as a column of COPY's text format (backslash escapes).
-fn copy_text_escape(field: &str, out: &mut String) {
-    let mut rest = field;
-    while let Some(i) = rest.find(['\\', '\n', '\r', '\t']) {
-        out.push_str(&rest[..i]);
-        out.push_str(match rest.as_bytes()[i] {
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            _ => "\\t",
-        });
-        rest = &rest[i + 1..];
-    }
-    out.push_str(rest);
 }
 
 async fn postgres_delete(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dgm_events::testing::{fresh_postgres_url, sqlite_url};
+use dgm_events::views::{RowBatch, RowChunks, ViewChange, ViewRows, ViewSnapshot};
 use dgm_events::*;
 
 /// Opens a fresh store of each kind and runs `$body` with it.
@@ -248,6 +249,37 @@ conformance! {
         assert!(matches!(store.get_blob("00").await, Err(StoreError::MissingBlob(_))));
     };
 
+    // A view's rows come back exactly as written (any character in keys and
+    // values), through incremental saves, rebuilds (the first one and later
+    // ones: on PostgreSQL the first moves the view into a partition of its
+    // own, later ones empty that) and failed rebuilds, which change nothing.
+    views_are_stored_exactly => |store: Arc<Store>| async move {
+        let odd = [("tab\tkey", "{\"v\":\"a\\tb\"}"), ("line\nkey", "back\\slash\\N"), ("ünï", ""), ("'quote'", "\r\n")];
+        let plain = [("k1", "1"), ("k2", "2")];
+        for view in ["plain_view", "default", "Odd View-Name"] {
+            let change = ViewChange { upserts: vec![("old".into(), "0".into())], deletes: vec![] };
+            assert!(store.save_view(view, 0, 1, &change).await.unwrap());
+            let err = store.replace_view(view, &mut failing(&plain)).await.unwrap_err();
+            assert!(err.to_string().contains("the fold failed"), "{err}");
+            assert_eq!(store.load_view(view).await.unwrap(), snapshot(&[("old", "0")], 1), "{view}");
+            assert_eq!(store.replace_view(view, &mut chunks(&odd, 5)).await.unwrap(), 5);
+            assert_eq!(store.load_view(view).await.unwrap(), snapshot(&odd, 5), "{view}");
+            assert_eq!(store.replace_view(view, &mut chunks(&plain, 7)).await.unwrap(), 7);
+            assert_eq!(store.load_view(view).await.unwrap(), snapshot(&plain, 7), "{view}");
+            store.replace_view(view, &mut failing(&odd)).await.unwrap_err();
+            assert_eq!(store.load_view(view).await.unwrap(), snapshot(&plain, 7), "{view}");
+            let change = ViewChange { upserts: vec![("k3".into(), "3".into())], deletes: vec!["k1".into()] };
+            assert!(!store.save_view(view, 5, 8, &change).await.unwrap(), "a stale checkpoint");
+            assert!(store.save_view(view, 7, 8, &change).await.unwrap());
+            assert_eq!(store.load_view(view).await.unwrap(), snapshot(&[("k2", "2"), ("k3", "3")], 8), "{view}");
+        }
+        store.clear_view("plain_view").await.unwrap();
+        assert_eq!(store.load_view("plain_view").await.unwrap(), snapshot(&[], 0));
+        for view in ["default", "Odd View-Name"] {
+            assert_eq!(store.load_view(view).await.unwrap(), snapshot(&[("k2", "2"), ("k3", "3")], 8), "{view}");
+        }
+    };
+
     metadata_is_kept => |store: Arc<Store>| async move {
         let meta = Metadata::new("agent:a").with_run("run-1").with_attempt("att-2").caused_by("17");
         store.append(StreamType::Run, "run-1", vec![RunStarted { run_id: "run-1".into(), agent: "a".into(), suite: "s".into(), config: serde_json::json!({"k": [1, 2]}) }.into()], &meta).await.unwrap();
@@ -287,6 +319,59 @@ macro_rules! two_stores {
             )*
         }
     };
+}
+
+/// Hands [`Store::replace_view`] prepared chunks, or an error in their place.
+struct Chunks(std::collections::VecDeque<Result<ViewRows, StoreError>>);
+
+impl RowChunks for Chunks {
+    async fn next_chunk(&mut self) -> Result<ViewRows, StoreError> {
+        self.0
+            .pop_front()
+            .unwrap_or_else(|| Err(StoreError::Database("asked past the end".into())))
+    }
+}
+
+fn batch(rows: &[(&str, &str)]) -> RowBatch {
+    let mut batch = RowBatch::with_capacity(rows.len(), 0);
+    for (key, value) in rows {
+        batch.push(key, value);
+    }
+    batch
+}
+
+/// `rows` in two chunks, then the end at `checkpoint`.
+fn chunks(rows: &[(&str, &str)], checkpoint: u64) -> Chunks {
+    let (first, second) = rows.split_at(rows.len() / 2);
+    Chunks(
+        [
+            Ok(ViewRows::Chunk(batch(first))),
+            Ok(ViewRows::Chunk(batch(second))),
+            Ok(ViewRows::End { checkpoint }),
+        ]
+        .into(),
+    )
+}
+
+/// `rows`, then an error instead of the end: the rebuild must roll back.
+fn failing(rows: &[(&str, &str)]) -> Chunks {
+    Chunks(
+        [
+            Ok(ViewRows::Chunk(batch(rows))),
+            Err(StoreError::Database("the fold failed".into())),
+        ]
+        .into(),
+    )
+}
+
+fn snapshot(rows: &[(&str, &str)], checkpoint: u64) -> ViewSnapshot {
+    ViewSnapshot {
+        checkpoint,
+        rows: rows
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+    }
 }
 
 fn child(agent: &str, version: &str, parent: &str) -> AgentCommand {
@@ -593,4 +678,117 @@ async fn unreachable_postgres_is_one_line() {
         "{err}"
     );
     assert!(!err.contains("secret") && !err.contains('\n'), "{err}");
+}
+
+/// On PostgreSQL a view's first rebuild moves its rows out of the default
+/// partition into one of its own, which later rebuilds empty with TRUNCATE;
+/// two processes rebuilding a new view at once both succeed, one after the
+/// other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_views_get_partitions_of_their_own() {
+    let Some(url) = fresh_postgres_url("postgres_views_get_partitions_of_their_own").await else {
+        return;
+    };
+    let store = Store::open(&StoreUrl::Postgres(url.clone())).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let change = ViewChange {
+        upserts: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
+        deletes: vec![],
+    };
+    assert!(store.save_view("a_view", 0, 3, &change).await.unwrap());
+    assert!(store.save_view("other", 0, 3, &change).await.unwrap());
+    assert_eq!(
+        count("SELECT count(*) FROM view_rows_default WHERE view = 'a_view'").await,
+        2
+    );
+    store
+        .replace_view("a_view", &mut chunks(&[("c", "3")], 4))
+        .await
+        .unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM view_rows_default WHERE view = 'a_view'").await,
+        0
+    );
+    assert_eq!(count("SELECT count(*) FROM view_rows_for_a_view").await, 1);
+    store
+        .replace_view("a_view", &mut chunks(&[("d", "4"), ("e", "5")], 5))
+        .await
+        .unwrap();
+    assert_eq!(count("SELECT count(*) FROM view_rows_for_a_view").await, 2);
+    assert_eq!(
+        store.load_view("other").await.unwrap(),
+        snapshot(&[("a", "1"), ("b", "2")], 3)
+    );
+
+    // Two stores (two processes) rebuild one new view at once.
+    let second = Store::open(&StoreUrl::Postgres(url)).await.unwrap();
+    let one = [("x", "1"), ("y", "1")];
+    let two = [("x", "2"), ("z", "2")];
+    let (mut rows_one, mut rows_two) = (chunks(&one, 6), chunks(&two, 6));
+    let (a, b) = tokio::join!(
+        store.replace_view("raced", &mut rows_one),
+        second.replace_view("raced", &mut rows_two),
+    );
+    a.unwrap();
+    b.unwrap();
+    let raced = store.load_view("raced").await.unwrap();
+    assert!(
+        raced == snapshot(&one, 6) || raced == snapshot(&two, 6),
+        "{raced:?}"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM pg_inherits WHERE inhparent = 'view_rows'::regclass").await,
+        3,
+        "default, a_view and raced"
+    );
+}
+
+/// A PostgreSQL database of schema version 3 (one unpartitioned table of
+/// view rows) opens with its views intact, and they rebuild as usual.
+#[tokio::test]
+async fn version_3_postgres_database_is_upgraded() {
+    let Some(url) = fresh_postgres_url("version_3_postgres_database_is_upgraded").await else {
+        return;
+    };
+    {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        for sql in [
+            include_str!("../../migrations/postgres/0001_event_log.sql"),
+            include_str!("../../migrations/postgres/0002_batched_positions.sql"),
+            include_str!("../../migrations/postgres/0003_position_trigger_only_when_missing.sql"),
+            "CREATE TABLE dgm_schema (version bigint PRIMARY KEY);
+             INSERT INTO dgm_schema (version) VALUES (1), (2), (3);
+             INSERT INTO view_rows (view, key, value) VALUES ('v', 'k', '{}'), ('w', 'k', '[]');
+             INSERT INTO view_checkpoints (view, position) VALUES ('v', 2), ('w', 2);",
+        ] {
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = Store::open(&StoreUrl::Postgres(url)).await.unwrap();
+    assert_eq!(
+        store.load_view("v").await.unwrap(),
+        snapshot(&[("k", "{}")], 2)
+    );
+    store
+        .replace_view("v", &mut chunks(&[("k", "1"), ("l", "2")], 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_view("v").await.unwrap(),
+        snapshot(&[("k", "1"), ("l", "2")], 3)
+    );
+    assert_eq!(
+        store.load_view("w").await.unwrap(),
+        snapshot(&[("k", "[]")], 2)
+    );
 }
