@@ -162,8 +162,7 @@ impl Store {
             }
             Db::Postgres(pool) => {
                 let found = sqlx::query(
-                    "SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version,
-                            payload::text AS payload, metadata::text AS metadata
+                    "SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
                        FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3",
                 )
                 .bind(after as i64)
@@ -172,9 +171,15 @@ impl Store {
                 .fetch_all(pool)
                 .await?;
                 for row in &found {
+                    // The values' bytes as sent: text, and the json columns'
+                    // text too (binary json is its text, so neither a cast on
+                    // the server nor a type check per value here).
                     let mut fields = [""; 6];
                     for (field, column) in fields.iter_mut().zip([1, 2, 4, 5, 6, 7]) {
-                        *field = row.try_get(column)?;
+                        *field = row
+                            .try_get_raw(column)?
+                            .as_str()
+                            .map_err(|e| StoreError::Database(format!("reading the log: {e}")))?;
                     }
                     page.push(row.try_get(0)?, row.try_get(3)?, fields);
                 }
