@@ -266,6 +266,14 @@ impl Store {
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                // The checkpoint's row is locked before the view's rows (as
+                // `save_view` does): a catch-up that meets this rebuild waits
+                // for it, then finds the checkpoint moved, instead of holding
+                // the checkpoint while it waits for the rows (a deadlock).
+                sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, 0) ON CONFLICT (view) DO UPDATE SET position = view_checkpoints.position")
+                    .bind(view)
+                    .execute(&mut *tx)
+                    .await?;
                 let table = postgres_empty_view(&mut tx, view).await?;
                 let to = postgres_copy(&mut tx, &table, view, rows).await?;
                 sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position")

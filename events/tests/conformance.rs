@@ -792,3 +792,94 @@ async fn version_3_postgres_database_is_upgraded() {
         snapshot(&[("k", "[]")], 2)
     );
 }
+
+/// Hands one chunk, says so, and ends only when released: a rebuild caught
+/// in the middle of writing its view.
+struct Paused {
+    first: Option<RowBatch>,
+    started: Option<tokio::sync::oneshot::Sender<()>>,
+    release: Option<tokio::sync::oneshot::Receiver<()>>,
+    checkpoint: u64,
+}
+
+impl RowChunks for Paused {
+    async fn next_chunk(&mut self) -> Result<ViewRows, StoreError> {
+        if let Some(batch) = self.first.take() {
+            return Ok(ViewRows::Chunk(batch));
+        }
+        if let Some(started) = self.started.take() {
+            let _ = started.send(());
+        }
+        if let Some(release) = self.release.take() {
+            let _ = release.await;
+        }
+        Ok(ViewRows::End {
+            checkpoint: self.checkpoint,
+        })
+    }
+}
+
+/// A rebuild of a view in one process and a catch-up of it in another, at
+/// once: the catch-up waits for the rebuild, then finds the checkpoint moved
+/// and says so — neither deadlocks nor fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rebuild_and_catch_up_at_once() {
+    let Some(url) = fresh_postgres_url("postgres_rebuild_and_catch_up_at_once").await else {
+        return;
+    };
+    let rebuilder = Store::open(&StoreUrl::Postgres(url.clone())).await.unwrap();
+    let catcher = Arc::new(Store::open(&StoreUrl::Postgres(url.clone())).await.unwrap());
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // A first rebuild gives the view its partition; the second is paused.
+    rebuilder
+        .replace_view("v", &mut chunks(&[("k", "1")], 1))
+        .await
+        .unwrap();
+    let (started, has_started) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel();
+    let mut rows = Paused {
+        first: Some(batch(&[("k", "2")])),
+        started: Some(started),
+        release: Some(released),
+        checkpoint: 2,
+    };
+    let driver = async {
+        has_started.await.unwrap();
+        let catch_up = tokio::spawn({
+            let catcher = catcher.clone();
+            async move {
+                let change = ViewChange {
+                    upserts: vec![("k".into(), "3".into())],
+                    deletes: vec![],
+                };
+                catcher.save_view("v", 1, 3, &change).await
+            }
+        });
+        let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while sqlx::query_scalar::<_, i64>(waiting)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the catch-up never met the rebuild"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        release.send(()).unwrap();
+        catch_up.await.unwrap()
+    };
+    let (rebuilt, caught_up) = tokio::join!(rebuilder.replace_view("v", &mut rows), driver);
+    assert_eq!(rebuilt.unwrap(), 2);
+    assert!(
+        !caught_up.unwrap(),
+        "the checkpoint moved under the catch-up"
+    );
+    assert_eq!(
+        rebuilder.load_view("v").await.unwrap(),
+        snapshot(&[("k", "2")], 2)
+    );
+}
