@@ -252,7 +252,8 @@ conformance! {
     // A view's rows come back exactly as written (any character in keys and
     // values), through incremental saves, rebuilds (the first one and later
     // ones: on PostgreSQL the first moves the view into a partition of its
-    // own, later ones empty that) and failed rebuilds, which change nothing.
+    // own, later ones swap in a new one) and failed rebuilds, which change
+    // nothing.
     views_are_stored_exactly => |store: Arc<Store>| async move {
         let odd = [("tab\tkey", "{\"v\":\"a\\tb\"}"), ("line\nkey", "back\\slash\\N"), ("ünï", ""), ("'quote'", "\r\n")];
         let plain = [("k1", "1"), ("k2", "2")];
@@ -681,9 +682,9 @@ async fn unreachable_postgres_is_one_line() {
 }
 
 /// On PostgreSQL a view's first rebuild moves its rows out of the default
-/// partition into one of its own, which later rebuilds empty with TRUNCATE;
-/// two processes rebuilding a new view at once both succeed, one after the
-/// other.
+/// partition into one of its own, which later rebuilds replace with a table
+/// they filled; two processes rebuilding a new view at once both succeed,
+/// one after the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_views_get_partitions_of_their_own() {
     let Some(url) = fresh_postgres_url("postgres_views_get_partitions_of_their_own").await else {
@@ -724,6 +725,29 @@ async fn postgres_views_get_partitions_of_their_own() {
         .await
         .unwrap();
     assert_eq!(count("SELECT count(*) FROM view_rows_for_a_view").await, 2);
+    // Later rebuilds swap a new table in: it keeps the partition's names and
+    // one index, and nothing is left behind, however often it is done.
+    store
+        .replace_view("a_view", &mut chunks(&[("f", "6")], 6))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_view("a_view").await.unwrap(),
+        snapshot(&[("f", "6")], 6)
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM pg_indexes WHERE tablename = 'view_rows_for_a_view' AND indexname = 'view_rows_for_a_view_pkey'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM pg_indexes WHERE tablename = 'view_rows_for_a_view'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM pg_class WHERE relname LIKE 'view\\_rows\\_for\\_%\\_new%'")
+            .await,
+        0
+    );
     assert_eq!(
         store.load_view("other").await.unwrap(),
         snapshot(&[("a", "1"), ("b", "2")], 3)

@@ -1,9 +1,10 @@
--- View rows move into one partition per view, so that a rebuild empties a
--- view with TRUNCATE (no dead rows left behind, and the new rows are not
--- inserted beside the deleted ones they replace: DELETE and re-INSERT of the
--- same keys cost about three times as much as TRUNCATE and INSERT). The
--- store creates a view's partition the first time it rebuilds that view;
--- until then its rows live in the default partition.
+-- View rows move into one partition per view, so that a rebuild can
+-- replace a view's rows wholesale: it fills a new table and swaps it in for
+-- the view's partition (see `events/src/views.rs`), instead of deleting the
+-- old rows and inserting the same keys beside them, which cost about three
+-- times as much and left the old rows behind as dead ones. The store
+-- creates a view's partition the first time it rebuilds that view; until
+-- then its rows live in the default partition.
 --
 -- Keys compare as bytes (COLLATE "C"), as they do on SQLite: cheaper index
 -- comparisons, and the same order on both back ends.
