@@ -265,16 +265,10 @@ impl Store {
                 Ok(to)
             }
             Db::Postgres(pool) => {
+                let partition = postgres_ensure_partition(pool, view).await?;
                 let mut tx = pool.begin().await?;
-                // The checkpoint's row is locked before the view's rows (as
-                // `save_view` does): a catch-up that meets this rebuild waits
-                // for it, then finds the checkpoint moved, instead of holding
-                // the checkpoint while it waits for the rows (a deadlock).
-                sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, 0) ON CONFLICT (view) DO UPDATE SET position = view_checkpoints.position")
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-                let rebuilt = postgres_start_rebuild(&mut tx, view).await?;
+                postgres_lock_checkpoint(&mut tx, view).await?;
+                let rebuilt = postgres_start_rebuild(&mut tx, view, partition).await?;
                 let to = postgres_copy(&mut tx, rebuilt.table(), view, rows).await?;
                 postgres_finish_rebuild(&mut tx, view, &rebuilt).await?;
                 sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position")
@@ -389,15 +383,86 @@ fn postgres_partition(view: &str) -> Option<String> {
         .then(|| format!("{PREFIX}{view}"))
 }
 
+/// Locks `view`'s checkpoint row (creating it at 0 if it is missing) before
+/// anything of the view's rows, in the order `save_view` takes them: a
+/// catch-up that meets a rebuild waits for it, then finds the checkpoint
+/// moved, instead of holding the checkpoint while it waits for the rows (a
+/// deadlock).
+async fn postgres_lock_checkpoint(
+    conn: &mut sqlx::PgConnection,
+    view: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, 0) ON CONFLICT (view) DO UPDATE SET position = view_checkpoints.position")
+        .bind(view)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether `table` exists: a query of the catalog, not `to_regclass`, whose
+/// cached answer may predate another process's CREATE that this one waited for.
+async fn postgres_table_exists(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE c.relname = $1 AND n.nspname = current_schema())",
+    )
+    .bind(table)
+    .fetch_one(conn)
+    .await
+}
+
+/// Gives `view` a partition of its own (see
+/// `migrations/postgres/0004_view_rows_per_view.sql`) if it can have one and
+/// has none yet, moving its rows out of the default partition, in a short
+/// transaction of its own: creating a partition locks all of `view_rows`
+/// until commit, which must not last a whole rebuild. The checkpoint row is
+/// locked first, so no catch-up of the view writes rows meanwhile; the
+/// advisory lock keeps two processes from creating partitions at once (each
+/// would hold `view_rows` while waiting for the other). Returns the
+/// partition's name.
+async fn postgres_ensure_partition(
+    pool: &sqlx::PgPool,
+    view: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let Some(partition) = postgres_partition(view) else {
+        return Ok(None);
+    };
+    if postgres_table_exists(&mut *pool.acquire().await?, &partition).await? {
+        return Ok(Some(partition));
+    }
+    let mut tx = pool.begin().await?;
+    postgres_lock_checkpoint(&mut tx, view).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(VIEW_PARTITION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    if !postgres_table_exists(&mut tx, &partition).await? {
+        // Both names are plain (`postgres_partition`): no quoting needed. A
+        // partition cannot be created for values the default one holds.
+        sqlx::raw_sql(&format!(
+            "CREATE TEMPORARY TABLE dgm_moving_view ON COMMIT DROP AS
+                 SELECT view, key, value FROM view_rows WHERE view = '{view}';
+             DELETE FROM view_rows WHERE view = '{view}';
+             CREATE TABLE {partition} PARTITION OF view_rows FOR VALUES IN ('{view}');
+             INSERT INTO {partition} (view, key, value) SELECT view, key, value FROM dgm_moving_view;"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Some(partition))
+}
+
 /// Where a rebuild of a view writes its rows on PostgreSQL.
 enum Rebuilt {
     /// A view without a partition of its own (`postgres_partition`): its
     /// old rows were deleted from the default partition, the new ones go there.
     InDefault,
-    /// The view's first rebuild: its partition was just created, empty.
-    NewPartition(String),
-    /// A later rebuild: the rows go into a new table without an index,
-    /// which replaces the view's partition once they are all in.
+    /// The rows go into a new table without an index, which replaces the
+    /// view's partition once they are all in.
     Replacement { partition: String, table: String },
 }
 
@@ -406,67 +471,31 @@ impl Rebuilt {
     fn table(&self) -> &str {
         match self {
             Rebuilt::InDefault => "view_rows",
-            Rebuilt::NewPartition(partition) => partition,
             Rebuilt::Replacement { table, .. } => table,
         }
     }
 }
 
-/// Prepares the table a rebuild of `view` writes into (see
-/// `migrations/postgres/0004_view_rows_per_view.sql`). A view's first
-/// rebuild moves it out of the default partition into one of its own,
-/// created under an advisory lock (two processes creating partitions at once
-/// would deadlock on the parent table). Later rebuilds fill a new table and
-/// swap it in at the end (`postgres_finish_rebuild`): loading rows into a
-/// table without an index and building the index afterwards costs the
-/// server about a third less than inserting them into an indexed one, no
-/// dead rows are left behind, and readers see the old rows until the swap.
-/// Nothing here locks `view_rows` itself until the swap, so rebuilds of
-/// different views do not wait for each other.
+/// Prepares the table a rebuild of `view` writes into: for a view with a
+/// partition (`postgres_ensure_partition`), a new table to fill and swap in
+/// at the end (`postgres_finish_rebuild`). Loading rows into a table without
+/// an index and building the index afterwards costs the server about a third
+/// less than inserting them into an indexed one, no dead rows are left
+/// behind, and readers see the old rows until the swap. Nothing here locks
+/// `view_rows` itself, so rebuilds of different views do not wait for each
+/// other until they swap.
 async fn postgres_start_rebuild(
     conn: &mut sqlx::PgConnection,
     view: &str,
+    partition: Option<String>,
 ) -> Result<Rebuilt, sqlx::Error> {
-    async fn delete(conn: &mut sqlx::PgConnection, view: &str) -> Result<(), sqlx::Error> {
+    let Some(partition) = partition else {
         sqlx::query("DELETE FROM view_rows WHERE view = $1")
             .bind(view)
             .execute(conn)
             .await?;
-        Ok(())
-    }
-    // A query of the catalog, not `to_regclass`: after waiting for another
-    // process's CREATE, this one's cached catalog may not show it yet.
-    async fn exists(conn: &mut sqlx::PgConnection, table: &str) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                             WHERE c.relname = $1 AND n.nspname = current_schema())",
-        )
-        .bind(table)
-        .fetch_one(conn)
-        .await
-    }
-    let Some(partition) = postgres_partition(view) else {
-        delete(conn, view).await?;
         return Ok(Rebuilt::InDefault);
     };
-    if !exists(conn, &partition).await? {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(VIEW_PARTITION_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        if !exists(conn, &partition).await? {
-            // The view's rows leave the default partition first: a partition
-            // cannot be created for values the default one still holds.
-            delete(conn, view).await?;
-            // Both names are plain (`postgres_partition`): no quoting needed.
-            sqlx::raw_sql(&format!(
-                "CREATE TABLE {partition} PARTITION OF view_rows FOR VALUES IN ('{view}')"
-            ))
-            .execute(&mut *conn)
-            .await?;
-            return Ok(Rebuilt::NewPartition(partition));
-        }
-    }
     // Columns spelled out rather than `LIKE view_rows`, which would lock
     // `view_rows` until commit. The CHECK lets ATTACH skip scanning the rows.
     let table = format!("{partition}_new");
@@ -477,7 +506,7 @@ async fn postgres_start_rebuild(
              value text             NOT NULL,
              CONSTRAINT in_view CHECK (view = '{view}'))"
     ))
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     Ok(Rebuilt::Replacement { partition, table })
 }

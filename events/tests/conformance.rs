@@ -907,3 +907,50 @@ async fn postgres_rebuild_and_catch_up_at_once() {
         snapshot(&[("k", "2")], 2)
     );
 }
+
+/// A view's first rebuild on PostgreSQL creates its partition in a short
+/// transaction of its own: while the rebuild runs, other views can still be
+/// written (creating a partition locks all of `view_rows` until commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_first_rebuild_leaves_other_views_writable() {
+    let Some(url) = fresh_postgres_url("postgres_first_rebuild_leaves_other_views_writable").await
+    else {
+        return;
+    };
+    let rebuilder = Store::open(&StoreUrl::Postgres(url.clone())).await.unwrap();
+    let writer = Store::open(&StoreUrl::Postgres(url)).await.unwrap();
+    let (started, has_started) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel();
+    let mut rows = Paused {
+        first: Some(batch(&[("k", "1")])),
+        started: Some(started),
+        release: Some(released),
+        checkpoint: 1,
+    };
+    let other = async {
+        has_started.await.unwrap();
+        let change = ViewChange {
+            upserts: vec![("a".into(), "1".into())],
+            deletes: vec![],
+        };
+        let saved = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            writer.save_view("other", 0, 1, &change),
+        )
+        .await;
+        release.send(()).unwrap();
+        saved
+    };
+    let (rebuilt, saved) = tokio::join!(rebuilder.replace_view("fresh", &mut rows), other);
+    assert_eq!(rebuilt.unwrap(), 1);
+    assert!(
+        saved
+            .expect("another view stayed locked while `fresh` was rebuilt")
+            .unwrap(),
+        "saved"
+    );
+    assert_eq!(
+        rebuilder.load_view("fresh").await.unwrap(),
+        snapshot(&[("k", "1")], 1)
+    );
+}
