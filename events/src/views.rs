@@ -265,9 +265,18 @@ impl Store {
                 Ok(to)
             }
             Db::Postgres(pool) => {
-                let partition = postgres_ensure_partition(pool, view).await?;
                 let mut tx = pool.begin().await?;
                 postgres_lock_checkpoint(&mut tx, view).await?;
+                let partition = postgres_partition(view);
+                if let Some(partition) = &partition
+                    && !postgres_table_exists(&mut tx, partition).await?
+                {
+                    // The view's first rebuild: its partition first.
+                    tx.rollback().await?;
+                    postgres_create_partition(pool, view, partition).await?;
+                    tx = pool.begin().await?;
+                    postgres_lock_checkpoint(&mut tx, view).await?;
+                }
                 let rebuilt = postgres_start_rebuild(&mut tx, view, partition).await?;
                 let to = postgres_copy(&mut tx, rebuilt.table(), view, rows).await?;
                 postgres_finish_rebuild(&mut tx, view, &rebuilt).await?;
@@ -414,32 +423,26 @@ async fn postgres_table_exists(
     .await
 }
 
-/// Gives `view` a partition of its own (see
-/// `migrations/postgres/0004_view_rows_per_view.sql`) if it can have one and
-/// has none yet, moving its rows out of the default partition, in a short
+/// Gives `view` its `partition` (see
+/// `migrations/postgres/0004_view_rows_per_view.sql`) unless another process
+/// just did, moving its rows out of the default partition, in a short
 /// transaction of its own: creating a partition locks all of `view_rows`
 /// until commit, which must not last a whole rebuild. The checkpoint row is
 /// locked first, so no catch-up of the view writes rows meanwhile; the
 /// advisory lock keeps two processes from creating partitions at once (each
-/// would hold `view_rows` while waiting for the other). Returns the
-/// partition's name.
-async fn postgres_ensure_partition(
+/// would hold `view_rows` while waiting for the other).
+async fn postgres_create_partition(
     pool: &sqlx::PgPool,
     view: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    let Some(partition) = postgres_partition(view) else {
-        return Ok(None);
-    };
-    if postgres_table_exists(&mut *pool.acquire().await?, &partition).await? {
-        return Ok(Some(partition));
-    }
+    partition: &str,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     postgres_lock_checkpoint(&mut tx, view).await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(VIEW_PARTITION_LOCK)
         .execute(&mut *tx)
         .await?;
-    if !postgres_table_exists(&mut tx, &partition).await? {
+    if !postgres_table_exists(&mut tx, partition).await? {
         // Both names are plain (`postgres_partition`): no quoting needed. A
         // partition cannot be created for values the default one holds.
         sqlx::raw_sql(&format!(
@@ -453,7 +456,7 @@ async fn postgres_ensure_partition(
         .await?;
     }
     tx.commit().await?;
-    Ok(Some(partition))
+    Ok(())
 }
 
 /// Where a rebuild of a view writes its rows on PostgreSQL.
@@ -477,7 +480,7 @@ impl Rebuilt {
 }
 
 /// Prepares the table a rebuild of `view` writes into: for a view with a
-/// partition (`postgres_ensure_partition`), a new table to fill and swap in
+/// partition (`postgres_create_partition`), a new table to fill and swap in
 /// at the end (`postgres_finish_rebuild`). Loading rows into a table without
 /// an index and building the index afterwards costs the server about a third
 /// less than inserting them into an indexed one, no dead rows are left
