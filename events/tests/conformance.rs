@@ -826,6 +826,29 @@ struct Paused {
     checkpoint: u64,
 }
 
+impl Paused {
+    /// `rows`, ending at `checkpoint`; with the receiver told once they are
+    /// written and the sender that lets the rebuild end.
+    fn new(
+        rows: &[(&str, &str)],
+        checkpoint: u64,
+    ) -> (
+        Self,
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel();
+        let paused = Paused {
+            first: Some(batch(rows)),
+            started: Some(started),
+            release: Some(released),
+            checkpoint,
+        };
+        (paused, has_started, release)
+    }
+}
+
 impl RowChunks for Paused {
     async fn next_chunk(&mut self) -> Result<ViewRows, StoreError> {
         if let Some(batch) = self.first.take() {
@@ -859,14 +882,7 @@ async fn postgres_rebuild_and_catch_up_at_once() {
         .replace_view("v", &mut chunks(&[("k", "1")], 1))
         .await
         .unwrap();
-    let (started, has_started) = tokio::sync::oneshot::channel();
-    let (release, released) = tokio::sync::oneshot::channel();
-    let mut rows = Paused {
-        first: Some(batch(&[("k", "2")])),
-        started: Some(started),
-        release: Some(released),
-        checkpoint: 2,
-    };
+    let (mut rows, has_started, release) = Paused::new(&[("k", "2")], 2);
     let driver = async {
         has_started.await.unwrap();
         let catch_up = tokio::spawn({
@@ -919,14 +935,7 @@ async fn postgres_first_rebuild_leaves_other_views_writable() {
     };
     let rebuilder = Store::open(&StoreUrl::Postgres(url.clone())).await.unwrap();
     let writer = Store::open(&StoreUrl::Postgres(url)).await.unwrap();
-    let (started, has_started) = tokio::sync::oneshot::channel();
-    let (release, released) = tokio::sync::oneshot::channel();
-    let mut rows = Paused {
-        first: Some(batch(&[("k", "1")])),
-        started: Some(started),
-        release: Some(released),
-        checkpoint: 1,
-    };
+    let (mut rows, has_started, release) = Paused::new(&[("k", "1")], 1);
     let other = async {
         has_started.await.unwrap();
         let change = ViewChange {
