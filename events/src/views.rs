@@ -224,6 +224,13 @@ impl Store {
         Ok(true)
     }
 
+    /// Whether transactions writing different views run at once: on
+    /// PostgreSQL they do (until they swap their rows in, a moment); SQLite
+    /// has one writer at a time, and the others would wait for it polling.
+    pub fn writes_views_concurrently(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
     /// Replaces every row of `view` with `rows` and sets its checkpoint to
     /// the position they end with, in one transaction (a rebuild: readers
     /// see the old view or the new one, never a half-written one). Rows are

@@ -470,11 +470,12 @@ trait Folding: Send {
     fn apply(&mut self, event: &Recorded);
     /// [`Folding::apply`], handed the event itself (no other view needs it).
     fn apply_owned(&mut self, event: Recorded);
-    /// A page of the log is folded.
-    fn page_done(&mut self);
+    /// A batch of events is folded: a streaming view hands its new rows to
+    /// its encoder (see [`Folding::stream`]).
+    fn hand_over(&mut self);
     /// See [`Projection::INSERT_ONLY`].
     fn insert_only(&self) -> bool;
-    /// From now on, hands the rows of each page to a thread that encodes
+    /// From now on, hands the rows of each batch to a thread that encodes
     /// them for the returned [`Streaming`] (which ends with `checkpoint`),
     /// until [`Folding::end_stream`].
     fn stream(&mut self, checkpoint: oneshot::Receiver<u64>) -> Result<Streaming, ProjectionError>;
@@ -489,7 +490,7 @@ trait Folding: Send {
 struct Folder<P: Projection> {
     stored: ViewSnapshot,
     rows: Rows<P>,
-    /// Where the rows of each page go while streaming, and the last key sent.
+    /// Where the rows of each batch go while streaming, and the last key sent.
     stream: Option<(std::sync::mpsc::Sender<Batch<P>>, Option<String>)>,
 }
 
@@ -522,7 +523,7 @@ impl<P: Projection> Folding for Folder<P> {
     fn apply_owned(&mut self, event: Recorded) {
         P::apply_owned(&mut self.rows, event);
     }
-    fn page_done(&mut self) {
+    fn hand_over(&mut self) {
         let Some((batches, last)) = &mut self.stream else {
             return;
         };
@@ -617,9 +618,16 @@ impl Views {
     }
 
     /// Folds each event of a page into every view that wants it; the last
-    /// of them is handed the event itself.
+    /// of them is handed the event itself. Streaming views hand their rows
+    /// over every [`CHUNK`] events, not once a page: what is left to encode
+    /// when the fold ends is then a chunk, not a page.
     fn fold(&mut self, events: Vec<Recorded>) {
-        for event in events {
+        for (i, event) in events.into_iter().enumerate() {
+            if i > 0 && i % CHUNK == 0 {
+                for view in &mut self.views {
+                    view.hand_over();
+                }
+            }
             let position = event.position;
             let Some(last) = (0..self.views.len())
                 .rev()
@@ -635,7 +643,7 @@ impl Views {
             self.views[last].apply_owned(event);
         }
         for view in &mut self.views {
-            view.page_done();
+            view.hand_over();
         }
     }
 }
@@ -666,13 +674,26 @@ async fn fold_all(
 /// returns the position they now reflect.
 ///
 /// The first insert-only view is stored during the fold: its transaction
-/// starts first and writes each page's rows, encoded on a thread of their
-/// own, between this task's reads of the log; it commits once the fold is
-/// done. The others are stored after the fold.
+/// starts first and writes the rows of each batch of events, encoded on a
+/// thread of their own, between this task's reads of the log; it commits
+/// once the fold is done. Where the store writes several views at a time
+/// (PostgreSQL), the others are stored all at once as soon as the fold is
+/// done, while that view's last rows are written; elsewhere one after
+/// another, after it.
 async fn rebuild_views(
     store: &Store,
     mut views: Vec<Box<dyn Folding>>,
 ) -> Result<u64, ProjectionError> {
+    async fn replace(
+        store: &Store,
+        view: Box<dyn Folding>,
+        to: u64,
+    ) -> Result<(), ProjectionError> {
+        store
+            .replace_view(view.name(), &mut view.into_chunks(to)?)
+            .await?;
+        Ok(())
+    }
     let (reached, checkpoint) = oneshot::channel();
     let streamed = views.iter().position(|view| view.insert_only());
     let mut streaming = match streamed {
@@ -682,13 +703,18 @@ async fn rebuild_views(
     let fold = async {
         let (mut views, to) = fold_all(store, views, |_| 0, None, |_| None).await?;
         if let Some(view) = streamed {
-            views[view].end_stream();
+            views.remove(view).end_stream();
         }
         // Dropped unsent on an error: the streamed view rolls back.
         let _ = reached.send(to);
-        Ok::<_, ProjectionError>((views, to))
+        if store.writes_views_concurrently() {
+            let others = views.into_iter().map(|view| replace(store, view, to));
+            futures::future::try_join_all(others).await?;
+            return Ok::<_, ProjectionError>((Vec::new(), to));
+        }
+        Ok((views, to))
     };
-    let (views, to) = match &mut streaming {
+    let (left, to) = match &mut streaming {
         Some((name, rows)) => {
             let (folded, written) = tokio::join!(fold, store.replace_view(name, rows));
             // The fold's error first: the writer's follows from it.
@@ -698,12 +724,8 @@ async fn rebuild_views(
         }
         None => fold.await?,
     };
-    for (i, view) in views.into_iter().enumerate() {
-        if Some(i) != streamed {
-            store
-                .replace_view(view.name(), &mut view.into_chunks(to)?)
-                .await?;
-        }
+    for view in left {
+        replace(store, view, to).await?;
     }
     Ok(to)
 }
