@@ -81,6 +81,15 @@ impl RawPage {
         }
     }
 
+    /// [`RawPage::decode`] on the calling thread only: for a caller that
+    /// decodes each page while the next one is read (the projector), where
+    /// more threads would only take the cores from the reader and the
+    /// database — and start and stop with every page.
+    pub fn decode_on_this_thread(&self) -> Result<Vec<Recorded>, StoreError> {
+        let rows: Vec<RawRow<'_>> = self.rows.iter().map(|row| self.row(row)).collect();
+        decode_in_order(&rows)
+    }
+
     /// The events, decoded and lifted to their current versions, in order:
     /// on several threads when there are many (decoding is most of the work
     /// of reading the whole log).

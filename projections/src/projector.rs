@@ -3,10 +3,12 @@
 //! Every fold reads the log page by page ([`replay`]): when there is more
 //! than one page, a worker thread decodes and folds each page while this
 //! task reads the next. A rebuild stores an insert-only view (the replay
-//! buffer) while it folds: each page's new rows go to a thread that encodes
-//! them, and this task writes them between reads ([`Streaming`]). The other
-//! views are stored once the fold is done, their rows encoded on worker
-//! threads while the store writes the rows encoded before ([`Encoding`]).
+//! buffer) while it folds: its new rows go to a thread that encodes them
+//! every 1,000 events, and this task writes them between reads
+//! ([`Streaming`]). The other views are stored once the fold is done (on
+//! PostgreSQL all at once, while the streamed view's last rows go in), their
+//! rows encoded on worker threads while the store writes the rows encoded
+//! before ([`Encoding`]).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -342,8 +344,8 @@ fn diff(stored: &BTreeMap<String, String>, encoded: Vec<(String, String)>) -> Vi
 /// read (`after` when there was none).
 ///
 /// A page shorter than asked for is the end. When the first page is not,
-/// a worker thread decodes and folds each page while this task reads the
-/// next one.
+/// a worker thread decodes (by itself: it waits for pages anyway) and folds
+/// each page while this task reads the next one.
 async fn replay<S, F>(
     store: &Store,
     after: u64,
@@ -370,7 +372,7 @@ where
         .spawn(move || {
             let mut outcome = Ok(());
             while let Some(page) = received.blocking_recv() {
-                match page.decode() {
+                match page.decode_on_this_thread() {
                     Ok(events) => fold(&mut state, events),
                     Err(e) => {
                         outcome = Err(e);
