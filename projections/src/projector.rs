@@ -32,8 +32,10 @@ pub enum ProjectionError {
     Thread(std::io::Error),
 }
 
-/// Events per read of the log.
-const PAGE: u32 = 10_000;
+/// Events per read of the log. The fold of the last page is left to do once
+/// the log is read: 5,000 cost less CPU and time per rebuild than 10,000
+/// (README, performance), with twice the queries.
+const PAGE: u32 = 5_000;
 
 /// Rows per chunk handed to the store by a rebuild.
 const CHUNK: usize = 1_000;

@@ -423,7 +423,7 @@ impl Projection for Descending {
 
 async fn scenario(url: StoreUrl) {
     let store = Store::open(&url).await.unwrap();
-    // Over a page of the projector's reads (10,000 events), most of it after
+    // Over two pages of the projector's reads (5,000 events), most of it after
     // a checkpoint, so that catch-up also folds more than a page.
     history(&store, 0, 4, 390).await;
     catch_up_all(&store).await.unwrap();
