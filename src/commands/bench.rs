@@ -10,7 +10,7 @@ use dgm_bench::{
 use dgm_events::agent::write_dir_files;
 use dgm_events::{AgentManifest, Metadata};
 use dgm_evolve::builder::manifest_suite;
-use dgm_evolve::record::{Subject, record_stage};
+use dgm_memory::{Subject, record_stage};
 use dgm_sandbox::supervisor::Supervisor;
 use indicatif::{ProgressBar, ProgressStyle};
 

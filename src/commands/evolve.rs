@@ -11,6 +11,7 @@ use dgm_events::{AttemptFinished, Metadata, Store};
 use dgm_evolve::actor::{AgentActor, Evolve, Stop};
 use dgm_evolve::builder::{ensure_registered, manifest_suite};
 use dgm_evolve::{Evolution, EvolveConfig, Observer, Summary};
+use dgm_memory::{MemoryActor, MemoryEngine};
 use dgm_projections::projector::catch_up;
 use dgm_projections::{Archive, Runs};
 use dgm_propose::{MutateConfig, MutateProposer, Proposer};
@@ -406,14 +407,13 @@ pub async fn resume(ctx: Context, run_id: &str, json: bool) -> anyhow::Result<i3
 }
 
 /// Starts one actor per evolution, stops them all on Ctrl-C, prints summaries.
-async fn drive(
-    store: &Store,
-    evolutions: Vec<Evolution<Supervisor>>,
-    json: bool,
-) -> anyhow::Result<i32> {
+async fn drive(store: &Arc<Store>, evolutions: Vec<Evolution>, json: bool) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
+    // One memory actor records every run's trajectories and strategies.
+    let memory = MemoryActor::new(MemoryEngine::new(store.clone())).start();
     let mut actors = Vec::new();
     for evolution in evolutions {
+        let evolution = evolution.with_memory(Arc::new(memory.clone()));
         let agent = evolution.config().agent.clone();
         eprintln!(
             "evolving `{agent}` as {} (selection {}, seed {})",

@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
-use dgm_sandbox::Executor;
 
-use crate::engine::{Evolution, Observer, Summary};
+use crate::evolution::{Evolution, Observer};
+use crate::summary::Summary;
 
-pub struct AgentActor<E: Executor + 'static> {
-    evolution: Arc<Evolution<E>>,
+pub struct AgentActor {
+    evolution: Arc<Evolution>,
     observer: Arc<dyn Observer>,
 }
 
-impl<E: Executor + 'static> AgentActor<E> {
-    pub fn new(evolution: Evolution<E>, observer: Arc<dyn Observer>) -> Self {
+impl AgentActor {
+    pub fn new(evolution: Evolution, observer: Arc<dyn Observer>) -> Self {
         Self {
             evolution: Arc::new(evolution),
             observer,
@@ -23,7 +23,7 @@ impl<E: Executor + 'static> AgentActor<E> {
     }
 }
 
-impl<E: Executor + 'static> Actor for AgentActor<E> {
+impl Actor for AgentActor {
     type Context = Context<Self>;
 }
 
@@ -37,7 +37,7 @@ pub struct Evolve;
 #[rtype(result = "()")]
 pub struct Stop;
 
-impl<E: Executor + 'static> Handler<Evolve> for AgentActor<E> {
+impl Handler<Evolve> for AgentActor {
     type Result = ResponseFuture<Result<Summary, String>>;
 
     fn handle(&mut self, _: Evolve, _: &mut Self::Context) -> Self::Result {
@@ -52,7 +52,7 @@ impl<E: Executor + 'static> Handler<Evolve> for AgentActor<E> {
     }
 }
 
-impl<E: Executor + 'static> Handler<Stop> for AgentActor<E> {
+impl Handler<Stop> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, _: &mut Self::Context) {

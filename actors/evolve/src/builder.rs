@@ -23,7 +23,9 @@ use dgm_propose::{MutateConfig, MutateProposer};
 use dgm_sandbox::supervisor::{NoopListener, Supervisor};
 
 use crate::config::EvolveConfig;
-use crate::engine::{Evolution, EvolveError, NoObserver, Summary};
+use crate::error::EvolveError;
+use crate::evolution::{Evolution, NoObserver};
+use crate::summary::Summary;
 
 /// A newly registered agent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,25 +1,38 @@
 //! The Darwin loop: select a parent, diagnose it from the replay buffer,
-//! propose a child, validate it, evaluate it in stages, decide, remember.
+//! propose a child, predict, validate, evaluate it in stages, decide,
+//! approve, remember.
 //!
-//! `engine` is plain async Rust; `actor` is the actix shell (one actor per
-//! evolving agent); `run_state` makes runs resumable from the log; `known`
-//! follows the log in memory so each step reads current views cheaply;
-//! `selection`, `decide` and `diagnose` are the pure rules.
+//! - `steps/`: one module per step, each plain functions or a small type
+//!   (`predict`, `evaluate`, `approve` and `remember` behind ports);
+//! - `attempt`: one attempt, the steps in order; `evolution`: the run —
+//!   generations, concurrency, resumption;
+//! - `run` (what the steps share), `budget` (when a run stops), `cache`
+//!   (code trees and directories), `summary`;
+//! - `run_state` makes runs resumable from the log; `known` follows the log
+//!   in memory so each step reads current views cheaply; `selection` holds
+//!   the parent-selection strategies;
+//! - `actor` is the actix shell (one actor per evolving agent).
 
 pub mod actor;
+pub mod attempt;
+pub mod budget;
 pub mod builder;
+pub mod cache;
 pub mod config;
-pub mod decide;
-pub mod diagnose;
-pub mod engine;
+pub mod error;
+pub mod evolution;
 pub mod known;
-pub mod record;
+pub mod run;
 pub mod run_state;
 pub mod selection;
+pub mod steps;
+pub mod summary;
 
 pub use builder::Darwin;
 pub use config::EvolveConfig;
-pub use engine::{Evolution, EvolveError, NoObserver, Observer, Summary};
+pub use error::EvolveError;
+pub use evolution::{Evolution, NoObserver, Observer};
+pub use summary::Summary;
 
 /// A score for humans.
 pub fn fmt_score(score: Option<f64>) -> String {

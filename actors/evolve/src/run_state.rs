@@ -8,17 +8,7 @@ use std::collections::BTreeMap;
 use dgm_events::*;
 
 /// One recorded evaluation (one stage on one split).
-#[derive(Debug, Clone, PartialEq)]
-pub struct EvalRecord {
-    pub version: String,
-    pub stage: u32,
-    pub split: String,
-    pub score: Option<f64>,
-    pub metrics: BTreeMap<String, f64>,
-    pub passed_gate: bool,
-    /// Error category → count over the evaluation's trajectories.
-    pub failures: BTreeMap<String, u64>,
-}
+pub use dgm_memory::EvaluationRecord as EvalRecord;
 
 #[derive(Debug, Clone, Default)]
 pub struct AttemptState {
@@ -34,6 +24,8 @@ pub struct AttemptState {
     pub strategy_stored: bool,
     pub strategy_outcomes: Vec<String>,
     pub strategy_pruned: Vec<String>,
+    /// The model calls its proposer made, in order.
+    pub calls: Vec<LlmCallMade>,
     pub finished: Option<AttemptFinished>,
 }
 
@@ -89,6 +81,7 @@ impl RunState {
             }
             Event::StrategyPruned(e) => attempt.strategy_pruned.push(e.strategy_id.clone()),
             Event::AttemptFinished(e) => attempt.finished = Some(e.clone()),
+            Event::LlmCallMade(e) => attempt.calls.push(e.clone()),
             Event::BenchmarkStarted(e) => {
                 self.pending_starts
                     .insert(e.evaluation_id.clone(), e.clone());

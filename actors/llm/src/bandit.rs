@@ -96,6 +96,15 @@ impl Bandit {
         pick
     }
 
+    /// Counts an arm as chosen without choosing (a resumed run's history).
+    pub fn chosen_before(&self, arm: usize) {
+        if let Ok(mut arms) = self.arms.lock()
+            && let Some(a) = arms.get_mut(arm)
+        {
+            a.chosen += 1;
+        }
+    }
+
     /// Charges a call's cost to an arm.
     pub fn charge(&self, arm: usize, cost_usd: f64, tokens: u64) {
         if let Ok(mut arms) = self.arms.lock()

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use dgm_propose::{
-    CallRecord, DiagnosisAnalysis, Feedback, Proposal, ProposalRequest, ProposeError, Proposer,
-    Recorded,
+    CallRecord, DiagnosisAnalysis, Feedback, PastProposal, Proposal, ProposalRequest, ProposeError,
+    Proposer, Recorded,
 };
 use serde_json::Value;
 
@@ -329,6 +329,36 @@ impl Proposer for LlmProposer {
             .and_then(|mut p| p.remove(&feedback.seed));
         if let Some(arm) = arm {
             self.bandit.reward(arm, feedback.improvement);
+        }
+    }
+
+    /// Replays the run's earlier proposals into the bandit: each chose the
+    /// model of its first proposal call, was charged for its proposal
+    /// calls, and was rewarded once decided; one still undecided waits for
+    /// its feedback as if it had just been proposed.
+    fn restore(&self, past: &[PastProposal]) {
+        for p in past {
+            let proposing = |c: &&CallRecord| c.purpose == "propose" || c.purpose == "retry";
+            let Some(arm) = p
+                .calls
+                .iter()
+                .find(proposing)
+                .and_then(|c| self.models.iter().position(|m| m.name == c.model))
+            else {
+                continue;
+            };
+            self.bandit.chosen_before(arm);
+            let calls: Vec<CallRecord> = p.calls.iter().filter(proposing).cloned().collect();
+            self.charge(arm, &calls);
+            match (&p.feedback, p.finished) {
+                (Some(feedback), _) => self.bandit.reward(arm, feedback.improvement),
+                (None, false) => {
+                    if let Ok(mut pending) = self.pending.lock() {
+                        pending.insert(p.seed, arm);
+                    }
+                }
+                (None, true) => {}
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod tree;
 pub use mutate::{MutateConfig, MutateProposer, OperatorWeights};
 pub use proposer::{
     AttemptNote, CallRecord, Diagnosis, DiagnosisAnalysis, FailureCategory, FailureExample,
-    Feedback, Proposal, ProposalRequest, ProposeError, Proposer, Recorded, StrategyNote,
+    Feedback, PastProposal, Proposal, ProposalRequest, ProposeError, Proposer, Recorded,
+    StrategyNote,
 };
 pub use tree::{CodeTree, FilePolicy, glob_matches};

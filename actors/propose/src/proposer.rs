@@ -235,4 +235,21 @@ pub trait Proposer: Send + Sync {
 
     /// How a proposal fared (bandits over models learn from it).
     fn observe(&self, _feedback: &Feedback) {}
+
+    /// A resumed run's earlier proposals, oldest first, so what the
+    /// proposer learned from them is what it knew before the restart.
+    fn restore(&self, _past: &[PastProposal]) {}
+}
+
+/// One earlier proposal of a run, as the log recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastProposal {
+    /// The request's seed.
+    pub seed: u64,
+    /// The model calls made for its attempt, in order.
+    pub calls: Vec<CallRecord>,
+    /// Its attempt has finished.
+    pub finished: bool,
+    /// What [`Proposer::observe`] was told, when it was told anything.
+    pub feedback: Option<Feedback>,
 }

@@ -1,15 +1,28 @@
-//! Turning a benchmark stage report into events: trajectories (full outputs
-//! as blobs), the benchmark's metrics, and the version's evaluation. Used by
-//! the evolution loop and by `dgm bench`, so there is one way to record.
+//! The replay buffer's writes: a benchmark stage report turned into events
+//! — trajectories (full outputs as blobs), the benchmark's metrics, and the
+//! version's evaluation. Used by the evolution loop (through the memory
+//! port) and by `dgm bench`, so there is one way to record.
 
 use std::collections::BTreeMap;
 
 use dgm_bench::StageReport;
 use dgm_events::*;
 
-use crate::run_state::EvalRecord;
+/// One recorded evaluation (one stage on one split), as the loop needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationRecord {
+    pub version: String,
+    pub stage: u32,
+    pub split: String,
+    pub score: Option<f64>,
+    pub metrics: BTreeMap<String, f64>,
+    pub passed_gate: bool,
+    /// Error category → count over the evaluation's trajectories.
+    pub failures: BTreeMap<String, u64>,
+}
 
 /// Who was evaluated, where.
+#[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
     pub agent: Option<&'a str>,
     pub version: Option<&'a str>,
@@ -25,7 +38,7 @@ pub async fn record_stage(
     evaluation_id: &str,
     subject: &Subject<'_>,
     report: &StageReport,
-) -> Result<EvalRecord, StoreError> {
+) -> Result<EvaluationRecord, StoreError> {
     let mut events: Vec<Event> = vec![
         BenchmarkStarted {
             evaluation_id: evaluation_id.into(),
@@ -122,7 +135,7 @@ pub async fn record_stage(
         )
         .await?;
     }
-    Ok(EvalRecord {
+    Ok(EvaluationRecord {
         version: subject.version.unwrap_or_default().into(),
         stage: subject.stage,
         split: report.split.as_str().into(),
