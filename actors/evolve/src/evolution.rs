@@ -11,7 +11,7 @@ use std::time::Instant;
 use dgm_events::*;
 use dgm_memory::{Memory, MemoryEngine};
 use dgm_projections::projector::catch_up_all;
-use dgm_propose::{CallRecord, PastProposal, Proposer};
+use dgm_propose::Proposer;
 use dgm_sandbox::Executor;
 use tracing::Instrument;
 
@@ -19,14 +19,14 @@ use crate::attempt::{self, Steps};
 use crate::budget::{self, Spent};
 use crate::config::EvolveConfig;
 use crate::error::EvolveError;
-use crate::run::{RunContext, TRAIN};
+use crate::run::RunContext;
 use crate::run_state::{AttemptState, RunState};
 use crate::steps::approve::{ApproveAll, Approver};
 use crate::steps::decide;
-use crate::steps::evaluate::{EarlierStages, Evaluations, Evaluator, LocalEvaluator, Subject};
+use crate::steps::evaluate::{Evaluations, Evaluator, LocalEvaluator, Subject};
 use crate::steps::predict::{EvaluateAll, Predictor};
 use crate::steps::remember;
-use crate::steps::select::Selector;
+use crate::steps::select::{Generation, Selector};
 use crate::summary::{Ending, Summary, loop_overhead, summarize};
 
 /// Hears about progress (the CLI draws bars; tests ignore it).
@@ -225,9 +225,11 @@ impl Evolution {
                             &mut known,
                             &ctx.config,
                             &strategy,
-                            &ctx.run_id,
-                            generation,
-                            attempts_done,
+                            Generation {
+                                run_id: &ctx.run_id,
+                                number: generation,
+                                attempts_done,
+                            },
                         )
                         .map_err(EvolveError::Config)?
                 };
@@ -340,17 +342,7 @@ impl Evolution {
         let evaluations = &self.steps.evaluations;
         let first = evaluations.train(ctx, subject, &done, &prefix).await?;
         let second_id = format!("{prefix}/re");
-        let second = evaluations
-            .one(
-                ctx,
-                subject,
-                ctx.last_stage(),
-                TRAIN,
-                &second_id,
-                &done,
-                &mut EarlierStages::new(),
-            )
-            .await?;
+        let second = evaluations.again(ctx, subject, &second_id, &done).await?;
         Ok(decide::noisy(
             first.last().and_then(|r| r.score),
             second.score,
@@ -363,53 +355,10 @@ impl Evolution {
         let ctx = &self.ctx;
         let past = ctx
             .with_archive(|known, archive| {
-                let mut attempts: Vec<_> = known
-                    .run
-                    .attempts
-                    .values()
-                    .filter_map(|a| a.started.as_ref().map(|s| (s, a)))
-                    .collect();
-                attempts.sort_by_key(|(s, _)| (s.generation, s.index));
-                attempts
-                    .into_iter()
-                    .map(|(started, a)| {
-                        let feedback = a.finished.as_ref().filter(|_| a.child.is_some()).map(|f| {
-                            let parent_score = archive
-                                .versions
-                                .get(&started.parent)
-                                .and_then(|p| p.score_on(&ctx.suite.name, TRAIN.as_str()))
-                                .map(|(_, s)| s);
-                            remember::feedback(
-                                started.seed,
-                                f.proposal_kind.as_deref(),
-                                f.score,
-                                parent_score,
-                            )
-                        });
-                        PastProposal {
-                            seed: started.seed,
-                            calls: a.calls.iter().map(call_record).collect(),
-                            finished: a.finished.is_some(),
-                            feedback,
-                        }
-                    })
-                    .collect::<Vec<_>>()
+                remember::past_proposals(&known.run, archive, &ctx.suite.name)
             })
             .await?;
         self.steps.proposer.restore(&past);
         Ok(())
-    }
-}
-
-fn call_record(e: &LlmCallMade) -> CallRecord {
-    CallRecord {
-        purpose: e.purpose.clone(),
-        model: e.model.clone(),
-        prompt_tokens: e.prompt_tokens,
-        completion_tokens: e.completion_tokens,
-        latency_ms: e.latency_ms,
-        cost_usd: e.cost_usd,
-        outcome: e.outcome.clone(),
-        error: e.error.clone(),
     }
 }

@@ -174,25 +174,12 @@ mod tests {
                         .into(),
                         TrajectoryRecorded {
                             evaluation_id: id.clone(),
-                            trajectory: Trajectory {
-                                agent: "a".into(),
-                                version: "v1".into(),
-                                suite: "s".into(),
-                                task: format!("t{round}"),
-                                tags: vec![],
-                                outcome: "failure".into(),
-                                score: Some(0.0),
-                                error_category: Some("timeout".into()),
-                                rationale: None,
-                                log_excerpt: String::new(),
-                                stdout_blob: None,
-                                stderr_blob: None,
-                                wall_ms: 1,
-                                cpu_ms: 1,
-                                peak_memory_bytes: None,
-                                tokens: None,
-                                cost_usd: None,
-                            },
+                            trajectory: crate::testing::trajectory(
+                                "a",
+                                "v1",
+                                &format!("t{round}"),
+                                Some("timeout"),
+                            ),
                         }
                         .into(),
                         BenchmarkCompleted {

@@ -27,6 +27,7 @@ pub mod run_state;
 pub mod selection;
 pub mod steps;
 pub mod summary;
+pub mod testing;
 
 pub use builder::Darwin;
 pub use config::EvolveConfig;

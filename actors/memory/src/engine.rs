@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dgm_bench::StageReport;
 use dgm_events::*;
 
 use crate::bank::{PruneRule, prune_reason};
-use crate::port::{Memory, MemoryError, StrategyUse};
-use crate::replay::{EvaluationRecord, Subject, record_stage, record_version_evaluated};
+use crate::port::{Memory, MemoryError, Reply, Request, StrategyUse};
+use crate::replay::{Subject, record_stage, record_version_evaluated};
 
 pub struct MemoryEngine {
     store: Arc<Store>,
@@ -22,97 +21,87 @@ impl MemoryEngine {
 
 #[async_trait]
 impl Memory for MemoryEngine {
-    async fn record_evaluation(
-        &self,
-        meta: Metadata,
-        evaluation_id: String,
-        agent: Option<String>,
-        version: Option<String>,
-        stage: u32,
-        report: StageReport,
-    ) -> Result<EvaluationRecord, MemoryError> {
-        let subject = Subject {
-            agent: agent.as_deref(),
-            version: version.as_deref(),
-            stage,
-        };
-        Ok(record_stage(&self.store, &meta, &evaluation_id, &subject, &report).await?)
+    async fn ask(&self, request: Request) -> Result<Reply, MemoryError> {
+        Ok(match request {
+            Request::RecordEvaluation {
+                meta,
+                evaluation_id,
+                agent,
+                version,
+                stage,
+                report,
+            } => {
+                let subject = Subject {
+                    agent: agent.as_deref(),
+                    version: version.as_deref(),
+                    stage,
+                };
+                let record = record_stage(&self.store, &meta, &evaluation_id, &subject, &report);
+                Reply::Evaluation(record.await?)
+            }
+            Request::RepairVersionEvaluated {
+                meta,
+                evaluation_id,
+                agent,
+                suite,
+                record: r,
+            } => {
+                let (stage, split) = (r.stage, r.split.as_str());
+                record_version_evaluated(
+                    &self.store,
+                    &meta,
+                    &evaluation_id,
+                    &agent,
+                    &r.version,
+                    stage,
+                    split,
+                    &suite,
+                    r.score,
+                    &r.metrics,
+                )
+                .await?;
+                Reply::Done
+            }
+            Request::StoreStrategy { meta, strategy } => {
+                let id = strategy.strategy_id.clone();
+                self.store
+                    .append(StreamType::Strategy, &id, vec![strategy.into()], &meta)
+                    .await?;
+                Reply::Done
+            }
+            Request::RecordOutcome { meta, used, rule } => {
+                Reply::Pruned(self.record_outcome_now(&meta, used, rule).await?)
+            }
+        })
     }
+}
 
-    async fn repair_version_evaluated(
+impl MemoryEngine {
+    async fn record_outcome_now(
         &self,
-        meta: Metadata,
-        evaluation_id: String,
-        agent: String,
-        suite: String,
-        record: EvaluationRecord,
-    ) -> Result<(), MemoryError> {
-        Ok(record_version_evaluated(
-            &self.store,
-            &meta,
-            &evaluation_id,
-            &agent,
-            &record.version,
-            record.stage,
-            &record.split,
-            &suite,
-            record.score,
-            &record.metrics,
-        )
-        .await?)
-    }
-
-    async fn store_strategy(
-        &self,
-        meta: Metadata,
-        strategy: StrategyStored,
-    ) -> Result<(), MemoryError> {
-        let id = strategy.strategy_id.clone();
-        self.store
-            .append(StreamType::Strategy, &id, vec![strategy.into()], &meta)
-            .await?;
-        Ok(())
-    }
-
-    async fn record_outcome(
-        &self,
-        meta: Metadata,
+        meta: &Metadata,
         used: StrategyUse,
         rule: PruneRule,
-    ) -> Result<bool, MemoryError> {
+    ) -> Result<bool, StoreError> {
         let id = &used.strategy_id;
+        let outcome = StrategyOutcomeRecorded {
+            strategy_id: id.clone(),
+            success: used.success,
+        };
         self.store
-            .append(
-                StreamType::Strategy,
-                id,
-                vec![
-                    StrategyOutcomeRecorded {
-                        strategy_id: id.clone(),
-                        success: used.success,
-                    }
-                    .into(),
-                ],
-                &meta,
-            )
+            .append(StreamType::Strategy, id, vec![outcome.into()], meta)
             .await?;
         let uses = used.uses + 1;
         let (prune, rate) = rule.judge(uses, used.wins + u64::from(used.success));
         if !prune || used.already_pruned {
             return Ok(false);
         }
+        let pruned = StrategyPruned {
+            strategy_id: id.clone(),
+            reason: prune_reason(uses, rate),
+        };
         self.store
-            .append(
-                StreamType::Strategy,
-                id,
-                vec![
-                    StrategyPruned {
-                        strategy_id: id.clone(),
-                        reason: prune_reason(uses, rate),
-                    }
-                    .into(),
-                ],
-                &meta,
-            )
+            .append(StreamType::Strategy, id, vec![pruned.into()], meta)
             .await?;
         Ok(true)
     }

@@ -15,5 +15,5 @@ pub mod replay;
 pub use actor::MemoryActor;
 pub use bank::PruneRule;
 pub use engine::MemoryEngine;
-pub use port::{Memory, MemoryError, StrategyUse};
+pub use port::{Memory, MemoryError, Reply, Request, StrategyUse};
 pub use replay::{EvaluationRecord, Subject, record_stage, record_version_evaluated};

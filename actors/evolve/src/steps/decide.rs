@@ -3,6 +3,7 @@
 //! promotion is beating the best by the threshold, then holding on
 //! validation and, when scoring is noisy, on a re-evaluation.
 
+use dgm_events::AgentCommand;
 use dgm_memory::EvaluationRecord;
 
 /// What becomes of a child.
@@ -150,6 +151,52 @@ pub fn reevaluation_check(
     }
 }
 
+/// What an attempt already recorded on the agent (a resumed attempt
+/// records nothing twice).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recorded {
+    pub admitted: bool,
+    pub rejected: bool,
+    pub activated: bool,
+}
+
+/// The agent commands that record `outcome` for `version`: reject, or
+/// admit (and, promoted, activate) — less what is already recorded.
+pub fn agent_commands(
+    outcome: &str,
+    reason: &str,
+    version: &str,
+    recorded: Recorded,
+) -> Vec<AgentCommand> {
+    let mut commands = Vec::new();
+    if outcome == "rejected" {
+        if !recorded.rejected {
+            commands.push(AgentCommand::Reject {
+                version: version.into(),
+                reason: reason.into(),
+            });
+        }
+        return commands;
+    }
+    if !recorded.admitted {
+        commands.push(AgentCommand::Admit {
+            version: version.into(),
+            reason: if outcome == "promoted" {
+                "passes the first stage; promoted".into()
+            } else {
+                reason.into()
+            },
+        });
+    }
+    if outcome == "promoted" && !recorded.activated {
+        commands.push(AgentCommand::Activate {
+            version: version.into(),
+            reason: reason.into(),
+        });
+    }
+    commands
+}
+
 /// Does `child` beat `best` by more than `threshold` (relative)?
 pub fn beats(child: f64, best: f64, threshold: f64) -> bool {
     if !child.is_finite() {
@@ -239,6 +286,41 @@ mod tests {
         assert_eq!(
             (v.outcome, v.reason.as_str()),
             ("admitted", "train 0.6000 beats best 0.5000 but regresses")
+        );
+    }
+
+    #[test]
+    fn a_decision_is_recorded_once() {
+        let fresh = Recorded::default();
+        let names = |cs: Vec<AgentCommand>| -> Vec<&'static str> {
+            cs.iter()
+                .map(|c| match c {
+                    AgentCommand::Reject { .. } => "reject",
+                    AgentCommand::Admit { .. } => "admit",
+                    AgentCommand::Activate { .. } => "activate",
+                    _ => "other",
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(agent_commands("rejected", "r", "v", fresh)),
+            ["reject"]
+        );
+        assert_eq!(
+            names(agent_commands("admitted", "r", "v", fresh)),
+            ["admit"]
+        );
+        assert_eq!(
+            names(agent_commands("promoted", "r", "v", fresh)),
+            ["admit", "activate"]
+        );
+        let admitted = Recorded {
+            admitted: true,
+            ..fresh
+        };
+        assert_eq!(
+            names(agent_commands("promoted", "r", "v", admitted)),
+            ["activate"]
         );
     }
 

@@ -149,45 +149,25 @@ fn by_count(counts: &BTreeMap<String, u64>) -> Vec<FailureCategory> {
 
 #[cfg(test)]
 mod tests {
-    use dgm_events::Trajectory;
-
     use super::*;
 
-    fn row(task: &str, outcome: &str, category: Option<&str>) -> TrajectoryRow {
+    fn row(task: &str, category: Option<&str>) -> TrajectoryRow {
         TrajectoryRow {
             position: 0,
             evaluation_id: "e".into(),
             run_id: None,
             attempt_id: None,
-            trajectory: Trajectory {
-                agent: "a".into(),
-                version: "v".into(),
-                suite: "s".into(),
-                task: task.into(),
-                tags: vec![],
-                outcome: outcome.into(),
-                score: Some(if outcome == "success" { 1.0 } else { 0.0 }),
-                error_category: category.map(Into::into),
-                rationale: category.map(|c| format!("because {c}")),
-                log_excerpt: String::new(),
-                stdout_blob: None,
-                stderr_blob: None,
-                wall_ms: 1,
-                cpu_ms: 1,
-                peak_memory_bytes: None,
-                tokens: None,
-                cost_usd: None,
-            },
+            trajectory: crate::testing::trajectory("a", "v", task, category),
         }
     }
 
     #[test]
     fn failures_are_grouped_and_counted() {
         let rows = [
-            row("t1", "failure", Some("timeout")),
-            row("t2", "failure", Some("timeout")),
-            row("t3", "failure", Some("crash")),
-            row("t4", "success", None),
+            row("t1", Some("timeout")),
+            row("t2", Some("timeout")),
+            row("t3", Some("crash")),
+            row("t4", None),
         ];
         let findings = diagnose(rows.iter(), std::iter::empty());
         assert_eq!(findings.categories["timeout"], 2);

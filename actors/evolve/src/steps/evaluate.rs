@@ -223,13 +223,26 @@ impl Evaluations {
             .record_evaluation(
                 ctx.meta(subject.attempt),
                 id.into(),
-                Some(ctx.config.agent.clone()),
-                Some(subject.version.into()),
+                (Some(ctx.config.agent.clone()), Some(subject.version.into())),
                 stage,
                 report?,
             )
             .await?;
         Ok(record)
+    }
+
+    /// The full train split once more, recorded as `id`: a re-evaluation
+    /// (evaluation may be noisy).
+    pub async fn again(
+        &self,
+        ctx: &RunContext,
+        subject: Subject<'_>,
+        id: &str,
+        done: &AttemptState,
+    ) -> Result<EvaluationRecord, EvolveError> {
+        let mut fresh = EarlierStages::new();
+        self.one(ctx, subject, ctx.last_stage(), TRAIN, id, done, &mut fresh)
+            .await
     }
 
     /// After a crash between an evaluation and the version's record of it.
@@ -256,8 +269,7 @@ impl Evaluations {
                 .repair_version_evaluated(
                     ctx.meta(subject.attempt),
                     id.into(),
-                    ctx.config.agent.clone(),
-                    ctx.suite.name.clone(),
+                    (ctx.config.agent.clone(), ctx.suite.name.clone()),
                     record,
                 )
                 .await?;
@@ -268,38 +280,10 @@ impl Evaluations {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::time::Duration;
 
-    use dgm_sandbox::{ExecResult, ExecStatus, Job, SandboxError};
-
     use super::*;
-
-    /// Reports the size of `a.py` as the run time.
-    struct SizeExecutor;
-
-    impl Executor for SizeExecutor {
-        async fn execute(&self, job: Job) -> Result<ExecResult, SandboxError> {
-            let size = job
-                .mounts
-                .iter()
-                .find(|m| m.sandbox == Path::new("/dgm/agent"))
-                .and_then(|m| std::fs::metadata(m.host.join("a.py")).ok())
-                .map_or(0, |m| m.len());
-            Ok(ExecResult {
-                status: ExecStatus::Ok,
-                exit_code: Some(0),
-                signal: None,
-                stdout: b"{}".to_vec(),
-                stderr: Vec::new(),
-                stdout_truncated: false,
-                stderr_truncated: false,
-                wall: Duration::from_millis(size * 10),
-                cpu: Duration::from_millis(size * 10),
-                peak_memory_bytes: None,
-            })
-        }
-    }
+    use crate::testing::SizeExecutor;
 
     #[tokio::test]
     async fn the_local_evaluator_runs_the_version_it_is_given() {
@@ -310,7 +294,11 @@ mod tests {
         )
         .expect("suite");
         let suite = dgm_bench::load_suite(dir.path()).expect("load");
-        let evaluator = LocalEvaluator::new(Arc::new(SizeExecutor), 1);
+        let executor = SizeExecutor {
+            wall: |size| Duration::from_millis(size * 10),
+            ..SizeExecutor::millis_per_byte("a.py")
+        };
+        let evaluator = LocalEvaluator::new(Arc::new(executor), 1);
         let mut scores = Vec::new();
         for code in ["x", "xxxxxxxxxxxxxxxxxxxx"] {
             let files: Files = [("a.py".to_string(), code.as_bytes().to_vec())].into();

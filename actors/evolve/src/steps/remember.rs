@@ -4,10 +4,13 @@
 //! its proposal fared. What to remember is decided here, as plain
 //! functions; the memory port records it.
 
-use dgm_events::{DiagnosisMade, StrategyStored, VersionCreated};
+use dgm_events::{DiagnosisMade, LlmCallMade, StrategyStored, VersionCreated};
 use dgm_memory::StrategyUse;
-use dgm_projections::StrategyRow;
-use dgm_propose::Feedback;
+use dgm_projections::{AgentArchive, StrategyRow};
+use dgm_propose::{CallRecord, Feedback, PastProposal};
+
+use crate::run::TRAIN;
+use crate::run_state::RunState;
 
 /// The strategy a promoted child's attempt stores (its id is the attempt's).
 pub fn strategy(
@@ -68,6 +71,55 @@ pub fn feedback(
         seed,
         kind: kind.unwrap_or_default().into(),
         improvement: score.zip(parent_score).map(|(c, p)| c - p),
+    }
+}
+
+/// A run's proposals so far, oldest first, with the feedback each was
+/// given (for a resumed run's proposer: [`dgm_propose::Proposer::restore`]).
+pub fn past_proposals(run: &RunState, archive: &AgentArchive, suite: &str) -> Vec<PastProposal> {
+    let mut attempts: Vec<_> = run
+        .attempts
+        .values()
+        .filter_map(|a| a.started.as_ref().map(|s| (s, a)))
+        .collect();
+    attempts.sort_by_key(|(s, _)| (s.generation, s.index));
+    attempts
+        .into_iter()
+        .map(|(started, a)| {
+            // Only a settled attempt with a child was told anything.
+            let feedback = a.finished.as_ref().filter(|_| a.child.is_some()).map(|f| {
+                let parent_score = archive
+                    .versions
+                    .get(&started.parent)
+                    .and_then(|p| p.score_on(suite, TRAIN.as_str()))
+                    .map(|(_, s)| s);
+                feedback(
+                    started.seed,
+                    f.proposal_kind.as_deref(),
+                    f.score,
+                    parent_score,
+                )
+            });
+            PastProposal {
+                seed: started.seed,
+                calls: a.calls.iter().map(call_record).collect(),
+                finished: a.finished.is_some(),
+                feedback,
+            }
+        })
+        .collect()
+}
+
+fn call_record(e: &LlmCallMade) -> CallRecord {
+    CallRecord {
+        purpose: e.purpose.clone(),
+        model: e.model.clone(),
+        prompt_tokens: e.prompt_tokens,
+        completion_tokens: e.completion_tokens,
+        latency_ms: e.latency_ms,
+        cost_usd: e.cost_usd,
+        outcome: e.outcome.clone(),
+        error: e.error.clone(),
     }
 }
 

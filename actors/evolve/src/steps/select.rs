@@ -109,20 +109,11 @@ impl Selector {
         known: &mut Known,
         config: &EvolveConfig,
         strategy: &Strategy,
-        run_id: &str,
-        generation: u32,
-        attempts_done: u32,
+        generation: Generation<'_>,
     ) -> Result<Vec<Event>, String> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         self.update(&mut kept, known);
-        draw(
-            &kept.list,
-            config,
-            strategy,
-            run_id,
-            generation,
-            attempts_done,
-        )
+        draw(&kept.list, config, strategy, generation)
     }
 
     /// Brings the kept candidates up to date with the versions whose rows
@@ -254,6 +245,15 @@ pub fn best_version(
         .map(|(v, s)| (v.version.clone(), s))
 }
 
+/// The generation a draw is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Generation<'a> {
+    pub run_id: &'a str,
+    pub number: u32,
+    /// Attempts the run has finished before it.
+    pub attempts_done: u32,
+}
+
 /// Draws `population` parents from `candidates` (fewer when the attempt
 /// budget is nearly spent), each maybe with a crossover donor and with its
 /// own proposal seed.
@@ -261,10 +261,13 @@ pub fn draw(
     candidates: &[Candidate],
     config: &EvolveConfig,
     strategy: &Strategy,
-    run_id: &str,
-    generation: u32,
-    attempts_done: u32,
+    at: Generation<'_>,
 ) -> Result<Vec<Event>, String> {
+    let Generation {
+        run_id,
+        number: generation,
+        attempts_done,
+    } = at;
     let mut rng = ChaCha8Rng::seed_from_u64(
         config.seed ^ (generation as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     );
@@ -304,6 +307,14 @@ pub fn draw(
 mod tests {
     use super::*;
 
+    fn at(run_id: &str, number: u32, attempts_done: u32) -> Generation<'_> {
+        Generation {
+            run_id,
+            number,
+            attempts_done,
+        }
+    }
+
     fn candidate(id: &str, score: f64) -> Candidate {
         Candidate {
             id: id.into(),
@@ -323,11 +334,11 @@ mod tests {
         config.population = 3;
         config.seed = 5;
         let strategy = config.strategy().expect("strategy");
-        let once = draw(&candidates, &config, &strategy, "run-x", 2, 0).expect("draw");
-        let again = draw(&candidates, &config, &strategy, "run-x", 2, 0).expect("draw");
+        let once = draw(&candidates, &config, &strategy, at("run-x", 2, 0)).expect("draw");
+        let again = draw(&candidates, &config, &strategy, at("run-x", 2, 0)).expect("draw");
         assert_eq!(once, again);
         assert_eq!(once.len(), 3);
-        let other = draw(&candidates, &config, &strategy, "run-x", 3, 0).expect("draw");
+        let other = draw(&candidates, &config, &strategy, at("run-x", 3, 0)).expect("draw");
         assert_ne!(once, other, "each generation draws with its own seed");
         let Event::AttemptStarted(first) = &once[0] else {
             panic!("an AttemptStarted");
@@ -342,7 +353,7 @@ mod tests {
         config.population = 4;
         config.max_attempts = Some(6);
         let strategy = config.strategy().expect("strategy");
-        let events = draw(&candidates, &config, &strategy, "r", 2, 4).expect("draw");
+        let events = draw(&candidates, &config, &strategy, at("r", 2, 4)).expect("draw");
         assert_eq!(events.len(), 2);
     }
 

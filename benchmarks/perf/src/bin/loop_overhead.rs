@@ -14,41 +14,20 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dgm_events::Store;
 use dgm_events::testing::sqlite_url;
 use dgm_evolve::builder::ensure_registered;
+use dgm_evolve::testing::SizeExecutor;
 use dgm_evolve::{Evolution, EvolveConfig, NoObserver};
 use dgm_propose::{MutateConfig, MutateProposer};
-use dgm_sandbox::{ExecResult, ExecStatus, Executor, Job, SandboxError};
 
 /// Answers every job at once; the "run time" it reports is the size of the
 /// agent's `priority.py`, so shorter children score better and some are
 /// promoted (the decision path with validation runs too).
-struct InstantExecutor;
-
-impl Executor for InstantExecutor {
-    async fn execute(&self, job: Job) -> Result<ExecResult, SandboxError> {
-        let size = job
-            .mounts
-            .iter()
-            .find(|m| m.sandbox == Path::new("/dgm/agent"))
-            .and_then(|m| std::fs::metadata(m.host.join("priority.py")).ok())
-            .map_or(1_000, |meta| meta.len());
-        Ok(ExecResult {
-            status: ExecStatus::Ok,
-            exit_code: Some(0),
-            signal: None,
-            stdout: b"{}".to_vec(),
-            stderr: Vec::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            wall: Duration::from_millis(size),
-            cpu: Duration::from_millis(size),
-            peak_memory_bytes: Some(1 << 20),
-        })
-    }
+fn instant_executor() -> SizeExecutor {
+    SizeExecutor::millis_per_byte("priority.py")
 }
 
 const SUITE: &str = r#"
@@ -95,7 +74,7 @@ async fn run(
     config.seed = 7;
     let evolution = Evolution::new(
         store.clone(),
-        Arc::new(InstantExecutor),
+        Arc::new(instant_executor()),
         Arc::new(MutateProposer::new(MutateConfig::default())),
         config,
     )?;
