@@ -18,4 +18,4 @@ pub use proposer::{
     AttemptNote, CallRecord, Diagnosis, DiagnosisAnalysis, FailureCategory, FailureExample,
     Feedback, Proposal, ProposalRequest, ProposeError, Proposer, Recorded, StrategyNote,
 };
-pub use tree::{CodeTree, FilePolicy, glob_matches};
+pub use tree::{CodeTree, FilePolicy};
