@@ -15,7 +15,7 @@ pub struct AgentManifest {
     pub description: String,
     /// argv that runs the agent on one task, inside the sandbox, in its code dir.
     pub run: Vec<String>,
-    /// Paths or globs (`*.py`, `src/**`) evolution may change.
+    /// Paths or globs (`*.py`, `src/**`; see [`glob_match`]) evolution may change.
     pub evolvable: Vec<String>,
     /// Paths or globs evolution must never change (wins over `evolvable`).
     #[serde(default)]
