@@ -15,7 +15,7 @@ pub struct AgentManifest {
     pub description: String,
     /// argv that runs the agent on one task, inside the sandbox, in its code dir.
     pub run: Vec<String>,
-    /// Paths or globs (`*.py`, `src/**`) evolution may change.
+    /// Paths or globs (`*.py`, `src/**`; see [`glob_match`]) evolution may change.
     pub evolvable: Vec<String>,
     /// Paths or globs evolution must never change (wins over `evolvable`).
     #[serde(default)]
@@ -80,22 +80,63 @@ impl AgentManifest {
     }
 }
 
-/// Minimal glob: `*` matches within a path segment, `**` across segments.
+/// Does `path` (relative, `/`-separated) match the glob `pattern`?
+///
+/// The one matcher for every "which files" question — the manifest's
+/// `evolvable` / `protected` lists, the proposers' file policy and the check
+/// at registration — so a pattern means the same thing wherever it is read.
+///
+/// `*` matches within one path segment, `**` across segments (`**/` also
+/// matches no directory at all), `?` one character other than `/`. A pattern
+/// without `/` matches the file name in any directory, as in `.gitignore`:
+/// `*.py` matches `pkg/a.py`, and a protected `pack.py` protects a `pack.py`
+/// a child adds in a subdirectory too. A pattern with `/` must match the
+/// whole relative path. A leading `./` on either side is ignored.
 pub fn glob_match(pattern: &str, path: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some(b'*') if p.get(1) == Some(&b'*') => {
-                let rest = p[2..].strip_prefix(b"/").unwrap_or(&p[2..]);
-                (0..=s.len()).any(|i| go(rest, &s[i..]))
+    let pattern = pattern.strip_prefix("./").unwrap_or(pattern);
+    let path = path.strip_prefix("./").unwrap_or(path);
+    if pattern.contains('/') {
+        wildcard_match(pattern.as_bytes(), path.as_bytes())
+    } else {
+        let file_name = path.rsplit('/').next().unwrap_or(path);
+        wildcard_match(pattern.as_bytes(), file_name.as_bytes())
+    }
+}
+
+fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.first() {
+        None => text.is_empty(),
+        Some(b'*') if pattern.get(1) == Some(&b'*') => {
+            // `**/` may match zero directories; otherwise `**` swallows any
+            // prefix, and the `/` kept in `rest` makes it end at a segment
+            // boundary (`**/pack.py` does not match `mypack.py`).
+            let rest = &pattern[2..];
+            let rest_after_slash = rest.strip_prefix(b"/").unwrap_or(rest);
+            if wildcard_match(rest_after_slash, text) {
+                return true;
             }
-            Some(b'*') => (0..=s.len())
-                .take_while(|&i| i == 0 || s[i - 1] != b'/')
-                .any(|i| go(&p[1..], &s[i..])),
-            Some(&c) => s.first() == Some(&c) && go(&p[1..], &s[1..]),
+            (0..=text.len()).any(|skip| wildcard_match(rest, &text[skip..]))
+        }
+        Some(b'*') => {
+            let rest = &pattern[1..];
+            let mut skip = 0;
+            loop {
+                if wildcard_match(rest, &text[skip..]) {
+                    return true;
+                }
+                if skip >= text.len() || text[skip] == b'/' {
+                    return false;
+                }
+                skip += 1;
+            }
+        }
+        Some(b'?') => {
+            !text.is_empty() && text[0] != b'/' && wildcard_match(&pattern[1..], &text[1..])
+        }
+        Some(&literal) => {
+            text.first() == Some(&literal) && wildcard_match(&pattern[1..], &text[1..])
         }
     }
-    go(pattern.as_bytes(), path.as_bytes())
 }
 
 /// A version's code: relative path → bytes. Sorted, so hashing is stable.
@@ -161,11 +202,29 @@ mod tests {
 
     #[test]
     fn globs() {
+        // A pattern without `/` matches the file name in any directory.
         assert!(glob_match("*.py", "priority.py"));
-        assert!(!glob_match("*.py", "src/priority.py"));
-        assert!(glob_match("**/*.py", "src/a/priority.py"));
-        assert!(glob_match("src/**", "src/a/b.rs"));
+        assert!(glob_match("*.py", "src/priority.py"));
+        assert!(glob_match("*.py", "pkg/priority.py"));
+        assert!(!glob_match("*.py", "priority.pyc"));
         assert!(!glob_match("pack.py", "priority.py"));
+        assert!(glob_match("pack.py", "sub/pack.py"));
+        // A pattern with `/` matches the whole path; `*` stays in one segment.
+        assert!(glob_match("src/*.py", "src/a.py"));
+        assert!(!glob_match("src/*.py", "src/sub/a.py"));
+        assert!(!glob_match("a/b.py", "c/a/b.py"));
+        // `**` crosses segments, `**/` may match none, and only at a boundary.
+        assert!(glob_match("**/*.py", "src/a/priority.py"));
+        assert!(glob_match("**/*.py", "a.py"));
+        assert!(glob_match("src/**", "src/a/b.rs"));
+        assert!(glob_match("src/**/*.py", "src/a.py"));
+        assert!(glob_match("src/**/*.py", "src/sub/deep/a.py"));
+        assert!(!glob_match("src/**/pack.py", "src/mypack.py"));
+        // `?` is one character; a leading `./` is ignored.
+        assert!(glob_match("a?.py", "ab.py"));
+        assert!(!glob_match("a?.py", "a/.py"));
+        assert!(glob_match("priority.py", "./priority.py"));
+        assert!(glob_match("./priority.py", "priority.py"));
     }
 
     #[test]

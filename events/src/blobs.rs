@@ -8,7 +8,6 @@
 //! unchanged files over and over.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::ffi::c_int;
 use std::sync::Mutex;
 
 use sqlx::sqlite::LockedSqliteHandle;
@@ -16,8 +15,8 @@ use sqlx::sqlite::LockedSqliteHandle;
 use sha2::{Digest, Sha256};
 
 use crate::agent::Files;
-use crate::sqlite_raw::{self, Statement, WriteNow};
-use crate::store::{Db, Store, StoreError};
+use crate::sqlite_raw::{self, Refused, Statement};
+use crate::store::{Db, Store, StoreError, either_pool};
 
 /// SHA-256 of `bytes`, hex.
 pub fn hash_bytes(bytes: &[u8]) -> String {
@@ -75,11 +74,12 @@ pub fn tree_hash(files: &Files) -> String {
 const INSERT_SQLITE: &str =
     "INSERT INTO blobs (hash, size, data) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING";
 
-/// Inserts `blobs` in the write transaction open on `handle`.
-fn insert_now(
+/// Inserts `blobs` in the write transaction open on `handle` (see
+/// [`sqlite_raw::write`]).
+fn sqlite_insert(
     handle: &mut LockedSqliteHandle<'_>,
     blobs: &[(&str, &[u8])],
-) -> Result<(), (c_int, StoreError)> {
+) -> Result<(), Refused> {
     let mut insert = Statement::prepare(handle, INSERT_SQLITE).map_err(|e| (0, e))?;
     for (hash, bytes) in blobs {
         insert.bind_text(1, hash).map_err(|e| (0, e))?;
@@ -91,23 +91,6 @@ fn insert_now(
         insert.reset().map_err(|e| (insert.error_code(), e))?;
     }
     Ok(())
-}
-
-/// The same through sqlx, which waits for the write lock.
-async fn insert_waiting(
-    conn: &mut sqlx::SqliteConnection,
-    blobs: &[(&str, &[u8])],
-) -> Result<(), sqlx::Error> {
-    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
-    for (hash, bytes) in blobs {
-        sqlx::query(INSERT_SQLITE)
-            .bind(hash)
-            .bind(bytes.len() as i64)
-            .bind(bytes)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await
 }
 
 impl Store {
@@ -133,17 +116,9 @@ impl Store {
         match &self.db {
             Db::Sqlite(pool) => {
                 let mut conn = pool.acquire().await?;
-                let now = {
-                    // On this thread when the write lock is free (see
-                    // `sqlite_raw::write_now`), else through sqlx below.
-                    let mut handle = conn.lock_handle().await?;
-                    sqlite_raw::write_now(&mut handle, |handle| insert_now(handle, &new))?
-                };
-                match now {
-                    WriteNow::Done(()) => {}
-                    WriteNow::Refused(_, e) => return Err(e),
-                    WriteNow::Busy => insert_waiting(&mut conn, &new).await?,
-                }
+                sqlite_raw::write(&mut conn, |handle| sqlite_insert(handle, &new))
+                    .await?
+                    .map_err(|(_, e)| e)?;
                 self.wrote(new.iter().map(|(_, b)| b.len()).sum());
             }
             Db::Postgres(pool) => {
@@ -167,20 +142,12 @@ impl Store {
 
     /// The bytes stored under `hash`, checked against it.
     pub async fn get_blob(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
-        let data: Option<Vec<u8>> = match &self.db {
-            Db::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT data FROM blobs WHERE hash = ?")
-                    .bind(hash)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Db::Postgres(pool) => {
-                sqlx::query_scalar("SELECT data FROM blobs WHERE hash = $1")
-                    .bind(hash)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let data: Option<Vec<u8>> = either_pool!(&self.db, |pool| {
+            sqlx::query_scalar("SELECT data FROM blobs WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(pool)
+                .await?
+        });
         let data = data.ok_or_else(|| StoreError::MissingBlob(hash.to_string()))?;
         if hash_bytes(&data) != hash {
             return Err(StoreError::Database(format!(

@@ -211,16 +211,18 @@ impl Store {
     }
 }
 
-/// One stored event, its text fields borrowed from a [`RawPage`].
-struct RawRow<'a> {
-    position: i64,
-    aggregate_type: &'a str,
-    aggregate_id: &'a str,
-    sequence: i64,
-    event_type: &'a str,
-    event_version: &'a str,
-    payload: &'a str,
-    metadata: &'a str,
+/// One stored event, its text fields borrowed from a [`RawPage`] (or from
+/// the commit that wrote it: the store's tail decodes what it commits the
+/// way a read decodes it, with this).
+pub(crate) struct RawRow<'a> {
+    pub(crate) position: i64,
+    pub(crate) aggregate_type: &'a str,
+    pub(crate) aggregate_id: &'a str,
+    pub(crate) sequence: i64,
+    pub(crate) event_type: &'a str,
+    pub(crate) event_version: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) metadata: &'a str,
 }
 
 impl RawRow<'_> {
@@ -250,7 +252,8 @@ impl RawRow<'_> {
     }
 }
 
-fn decode_in_order(rows: &[RawRow<'_>]) -> Result<Vec<Recorded>, StoreError> {
+/// Decodes `rows`, in order, decoding each run of equal metadata once.
+pub(crate) fn decode_in_order(rows: &[RawRow<'_>]) -> Result<Vec<Recorded>, StoreError> {
     let mut decoded: Vec<Recorded> = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let previous = i

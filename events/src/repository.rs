@@ -31,9 +31,9 @@ use sqlx::sqlite::LockedSqliteHandle;
 
 use crate::checkpoint::Checkpointer;
 use crate::event::Event;
-use crate::metadata::Metadata;
-use crate::sqlite_raw::{self, Statement, WriteNow};
-use crate::store::{Db, Recorded, StoreError, decode_event};
+use crate::read::{RawRow, decode_in_order};
+use crate::sqlite_raw::{self, Refused, Statement};
+use crate::store::{Db, StoreError, decode_event, either_pool};
 use crate::tail::Tail;
 
 /// Events per SQLite INSERT statement: 7 parameters each, under SQLite's
@@ -267,6 +267,17 @@ struct StreamRow {
 }
 
 impl StreamRow {
+    /// The row's event, decoded as a read of the log decodes it.
+    fn event<A: Aggregate>(&self) -> Result<Event, Failure<A>> {
+        decode_event(
+            self.position,
+            &self.event_type,
+            &self.event_version,
+            &self.payload,
+        )
+        .map_err(unreadable::<A>)
+    }
+
     fn from_row<R: Row>(row: &R, with_metadata: bool) -> Result<Self, sqlx::Error>
     where
         for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -293,24 +304,21 @@ impl<A: Aggregate<Event = Event>> LogStore<A> {
     /// decode them, for the tail. One that cannot be decoded (it then
     /// cannot be read back either) leaves the commit out: readers read it.
     fn to_tail(&self, first_position: i64, aggregate_id: &str, rows: &[NewRow], metadata: &str) {
-        let Ok(metadata) = Metadata::decode(metadata) else {
-            return;
-        };
-        let recorded: Result<Vec<Recorded>, StoreError> = rows
+        let rows: Vec<RawRow<'_>> = rows
             .iter()
             .zip(first_position..)
-            .map(|(row, position)| {
-                Ok(Recorded {
-                    position: position as u64,
-                    aggregate_type: A::TYPE.to_string(),
-                    aggregate_id: aggregate_id.to_string(),
-                    sequence: row.sequence as u64,
-                    event: decode_event(position, row.event_type, row.event_version, &row.payload)?,
-                    metadata: metadata.clone(),
-                })
+            .map(|(row, position)| RawRow {
+                position,
+                aggregate_type: A::TYPE,
+                aggregate_id,
+                sequence: row.sequence,
+                event_type: row.event_type,
+                event_version: row.event_version,
+                payload: &row.payload,
+                metadata,
             })
             .collect();
-        if let Ok(recorded) = recorded {
+        if let Ok(recorded) = decode_in_order(&rows) {
             self.tail.committed(recorded);
         }
     }
@@ -323,39 +331,28 @@ impl<A: Aggregate<Event = Event>> LogStore<A> {
         after: usize,
         with_metadata: bool,
     ) -> Result<Vec<StreamRow>, Failure<A>> {
-        let metadata = if with_metadata { ", metadata" } else { "" };
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let rows = match &self.db {
-            Db::Sqlite(pool) => sqlx::query(&format!(
-                "SELECT position, sequence, event_type, event_version, payload{metadata}
-                   FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND sequence > ?3
-                  ORDER BY sequence"
-            ))
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .bind(after)
-            .fetch_all(pool)
-            .await
-            .map_err(conflict_or::<A>)?
-            .iter()
-            .map(|r| StreamRow::from_row(r, with_metadata))
-            .collect::<Result<_, _>>(),
-            Db::Postgres(pool) => sqlx::query(&format!(
-                "SELECT position, sequence, event_type, event_version, payload::text{metadata}{}
-                   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
-                  ORDER BY sequence",
-                if with_metadata { "::text" } else { "" }
-            ))
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .bind(after)
-            .fetch_all(pool)
-            .await
-            .map_err(conflict_or::<A>)?
-            .iter()
-            .map(|r| StreamRow::from_row(r, with_metadata))
-            .collect::<Result<_, _>>(),
+        // CAST: PostgreSQL's json columns as text, a no-op on SQLite's text.
+        let metadata = if with_metadata {
+            ", CAST(metadata AS TEXT)"
+        } else {
+            ""
         };
+        let sql = format!(
+            "SELECT position, sequence, event_type, event_version, CAST(payload AS TEXT){metadata}
+               FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+              ORDER BY sequence"
+        );
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = either_pool!(&self.db, |pool| sqlx::query(&sql)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(after)
+            .fetch_all(pool)
+            .await
+            .map_err(conflict_or::<A>)?
+            .iter()
+            .map(|r| StreamRow::from_row(r, with_metadata))
+            .collect::<Result<_, _>>());
         let rows: Vec<StreamRow> = rows.map_err(conflict_or::<A>)?;
         self.folded
             .rows_read
@@ -372,13 +369,7 @@ impl<A: Aggregate<Event = Event> + Clone + Lifecycle> EventStore<A> for LogStore
             .await?
             .into_iter()
             .map(|row| {
-                let payload = decode_event(
-                    row.position,
-                    &row.event_type,
-                    &row.event_version,
-                    &row.payload,
-                )
-                .map_err(unreadable::<A>)?;
+                let payload = row.event::<A>()?;
                 let metadata = row.metadata.as_deref().unwrap_or("{}");
                 let metadata: HashMap<String, String> = serde_json::from_str(metadata)
                     .map_err(|e| AggregateError::DeserializationError(Box::new(e)))?;
@@ -410,13 +401,7 @@ impl<A: Aggregate<Event = Event> + Clone + Lifecycle> EventStore<A> for LogStore
         }
         let rows = self.stream(aggregate_id, sequence, false).await?;
         for row in rows {
-            let event = decode_event(
-                row.position,
-                &row.event_type,
-                &row.event_version,
-                &row.payload,
-            )
-            .map_err(unreadable::<A>)?;
+            let event = row.event::<A>()?;
             context.aggregate.apply(event);
             context.sequence = row.sequence as usize;
         }
@@ -527,15 +512,6 @@ fn insert_sql(rows: usize) -> String {
     )
 }
 
-/// How a SQLite commit run on this thread ended.
-enum Now {
-    Committed(i64),
-    /// The sequence is taken: the optimistic-concurrency conflict.
-    Conflict,
-    /// Another connection holds the write lock.
-    Busy,
-}
-
 /// Why a commit did not happen.
 #[derive(Debug, thiserror::Error)]
 enum CommitError {
@@ -560,39 +536,21 @@ impl Commit<'_> {
     /// past the largest, under the write lock that `BEGIN IMMEDIATE` takes.
     /// Returns the first event's position.
     ///
-    /// Run on this thread with the connection's handle lent by sqlx's
-    /// worker (one hand-over, not one per statement) when the write lock is
-    /// free at once; else through sqlx, which waits for it on its worker.
+    /// The rows are inserted on this thread with the connection's handle
+    /// lent by sqlx's worker (one hand-over, not one per statement); see
+    /// [`sqlite_raw::write`] for how the write lock is taken.
     async fn to_sqlite(&self, pool: &sqlx::SqlitePool) -> Result<i64, CommitError> {
         let mut conn = pool.acquire().await?;
-        {
-            let mut handle = conn.lock_handle().await?;
-            match self.to_sqlite_now(&mut handle)? {
-                Now::Committed(first) => return Ok(first),
-                Now::Conflict => return Err(CommitError::Conflict),
-                Now::Busy => {}
-            }
+        match sqlite_raw::write(&mut conn, |handle| self.sqlite_insert(handle)).await? {
+            Ok(first) => Ok(first),
+            Err((code, _)) if sqlite_raw::is_unique_violation(code) => Err(CommitError::Conflict),
+            Err((_, e)) => Err(CommitError::Store(e)),
         }
-        self.to_sqlite_waiting(&mut conn).await
-    }
-
-    /// The commit, run here; never waits for the write lock.
-    fn to_sqlite_now(&self, handle: &mut LockedSqliteHandle<'_>) -> Result<Now, StoreError> {
-        Ok(
-            match sqlite_raw::write_now(handle, |h| self.insert_now(h))? {
-                WriteNow::Done(first) => Now::Committed(first),
-                WriteNow::Busy => Now::Busy,
-                WriteNow::Refused(code, _) if sqlite_raw::is_unique_violation(code) => {
-                    Now::Conflict
-                }
-                WriteNow::Refused(_, e) => return Err(e),
-            },
-        )
     }
 
     /// The rows, inserted in the open transaction; the first position, or
     /// the failure with SQLite's extended result code.
-    fn insert_now(&self, handle: &mut LockedSqliteHandle<'_>) -> Result<i64, (c_int, StoreError)> {
+    fn sqlite_insert(&self, handle: &mut LockedSqliteHandle<'_>) -> Result<i64, Refused> {
         let mut first = None;
         for chunk in self.rows.chunks(CHUNK) {
             let sql = insert_sql(chunk.len());
@@ -620,33 +578,6 @@ impl Commit<'_> {
             // is one past the largest, under the write lock.
             first.get_or_insert(sqlite_raw::last_insert_rowid(handle) - chunk.len() as i64 + 1);
         }
-        Ok(first.unwrap_or_default())
-    }
-
-    /// The same commit through sqlx, which waits for the write lock.
-    async fn to_sqlite_waiting(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-    ) -> Result<i64, CommitError> {
-        let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
-        let mut first = None;
-        for chunk in self.rows.chunks(CHUNK) {
-            let sql = insert_sql(chunk.len());
-            let mut q = sqlx::query(&sql);
-            for row in chunk {
-                q = q
-                    .bind(self.aggregate_type)
-                    .bind(self.aggregate_id)
-                    .bind(self.metadata)
-                    .bind(row.sequence)
-                    .bind(row.event_type)
-                    .bind(row.event_version)
-                    .bind(&row.payload);
-            }
-            let done = q.execute(&mut *tx).await?;
-            first.get_or_insert(done.last_insert_rowid() - chunk.len() as i64 + 1);
-        }
-        tx.commit().await?;
         Ok(first.unwrap_or_default())
     }
 

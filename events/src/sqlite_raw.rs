@@ -223,7 +223,7 @@ impl Drop for Statement<'_> {
 }
 
 /// How [`write_now`] ended.
-pub(crate) enum WriteNow<T> {
+enum WriteNow<T> {
     /// Committed.
     Done(T),
     /// Another connection holds the write lock; nothing was written.
@@ -233,14 +233,14 @@ pub(crate) enum WriteNow<T> {
 }
 
 /// Runs `write` in a write transaction (`BEGIN IMMEDIATE` … `COMMIT`) on
-/// this thread, without waiting for the write lock: a caller that gets
-/// [`WriteNow::Busy`] writes through sqlx instead, which waits on its worker
-/// thread. Run here, a transaction costs one hand-over from sqlx's worker
+/// this thread, without waiting for the write lock: [`write`] falls back
+/// to waiting for it through sqlx, on its worker thread, on
+/// [`WriteNow::Busy`]. Run here, a transaction costs one hand-over from sqlx's worker
 /// (the handle) instead of one per statement, and no await happens inside
 /// it, so it is never left open by a cancelled future.
-pub(crate) fn write_now<T>(
+fn write_now<T>(
     handle: &mut LockedSqliteHandle<'_>,
-    write: impl FnOnce(&mut LockedSqliteHandle<'_>) -> Result<T, (c_int, StoreError)>,
+    write: impl FnOnce(&mut LockedSqliteHandle<'_>) -> Result<T, Refused>,
 ) -> Result<WriteNow<T>, StoreError> {
     let waits = {
         let mut pragma = Statement::prepare(handle, "PRAGMA busy_timeout")?;
@@ -255,7 +255,7 @@ pub(crate) fn write_now<T>(
 
 fn write_unwaiting<T>(
     handle: &mut LockedSqliteHandle<'_>,
-    write: impl FnOnce(&mut LockedSqliteHandle<'_>) -> Result<T, (c_int, StoreError)>,
+    write: impl FnOnce(&mut LockedSqliteHandle<'_>) -> Result<T, Refused>,
 ) -> Result<WriteNow<T>, StoreError> {
     {
         let mut begin = Statement::prepare(handle, "BEGIN IMMEDIATE")?;
@@ -283,6 +283,41 @@ fn write_unwaiting<T>(
     let mut rollback = Statement::prepare(handle, "ROLLBACK")?;
     let _ = rollback.step();
     done
+}
+
+/// What a write refused: SQLite's extended result code (0 when the failure
+/// was not SQLite's) and the error.
+pub(crate) type Refused = (c_int, StoreError);
+
+/// Runs `write` in a write transaction on `conn`: on this thread without
+/// waiting when the write lock is free ([`write_now`]), else — another
+/// connection holds it — `BEGIN IMMEDIATE` through sqlx, which waits for
+/// the lock on its worker thread, then `write` on this thread all the same,
+/// then `COMMIT`. So every SQLite write of the log has one body, `write`,
+/// whichever way it gets the lock. `Ok(Err(_))`: `write` refused (rolled
+/// back); `Err(_)`: the transaction itself failed.
+pub(crate) async fn write<T>(
+    conn: &mut sqlx::SqliteConnection,
+    write: impl Fn(&mut LockedSqliteHandle<'_>) -> Result<T, Refused>,
+) -> Result<Result<T, Refused>, StoreError> {
+    {
+        let mut handle = conn.lock_handle().await?;
+        match write_now(&mut handle, &write)? {
+            WriteNow::Done(value) => return Ok(Ok(value)),
+            WriteNow::Refused(code, e) => return Ok(Err((code, e))),
+            WriteNow::Busy => {}
+        }
+    }
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
+    let written = {
+        let mut handle = tx.lock_handle().await?;
+        write(&mut handle)
+    };
+    // A refusal leaves `tx` uncommitted: dropping it rolls back.
+    if written.is_ok() {
+        tx.commit().await?;
+    }
+    Ok(written)
 }
 
 /// The rowid of the last row the locked connection inserted.

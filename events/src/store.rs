@@ -116,6 +116,21 @@ pub(crate) enum Db {
     Postgres(PgPool),
 }
 
+/// `either_pool!(db, |pool| body)`: `body` run with `pool` bound to `db`'s
+/// pool, whichever back end it is. For work whose SQL text and binds are the
+/// same on both — `$1`-style parameters, which SQLite reads too — so that it
+/// is written once (and compiled once per pool type) instead of once per
+/// back end; work that differs by back end matches on [`Db`] itself.
+macro_rules! either_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use either_pool;
+
 /// One cqrs-es framework per aggregate over our own event store (no
 /// snapshots: an aggregate is folded from its events, and kept folded in
 /// memory between commands — see [`Folded`]).
@@ -338,18 +353,11 @@ impl Store {
 
     /// The position of the last event (0 when the log is empty).
     pub async fn head(&self) -> Result<u64, StoreError> {
-        let head: Option<i64> = match &self.db {
-            Db::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT MAX(position) FROM events")
-                    .fetch_one(pool)
-                    .await?
-            }
-            Db::Postgres(pool) => {
-                sqlx::query_scalar("SELECT MAX(position) FROM events")
-                    .fetch_one(pool)
-                    .await?
-            }
-        };
+        let head: Option<i64> = either_pool!(&self.db, |pool| {
+            sqlx::query_scalar("SELECT MAX(position) FROM events")
+                .fetch_one(pool)
+                .await?
+        });
         Ok(head.unwrap_or(0) as u64)
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::sqlite_raw::Statement;
-use crate::store::{Db, Store, StoreError};
+use crate::store::{Db, Store, StoreError, either_pool};
 
 /// Keys per SQLite DELETE (one parameter each, under SQLite's limit of
 /// 32,766), and rows written per lock of the connection handle.
@@ -98,13 +98,9 @@ pub struct ViewChange {
 impl Store {
     /// The stored rows of `view` and its checkpoint (0 if never projected).
     pub async fn load_view(&self, view: &str) -> Result<ViewSnapshot, StoreError> {
-        let (checkpoint, rows) = match &self.db {
+        let checkpoint = self.view_checkpoint(view).await?;
+        let rows = match &self.db {
             Db::Sqlite(pool) => {
-                let checkpoint: Option<i64> =
-                    sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = ?")
-                        .bind(view)
-                        .fetch_optional(pool)
-                        .await?;
                 // Directly, not row by row through sqlx: see `sqlite_raw`.
                 let mut conn = pool.acquire().await?;
                 let mut handle = conn.lock_handle().await?;
@@ -120,45 +116,28 @@ impl Store {
                         select.column_str(1)?.to_string(),
                     );
                 }
-                (checkpoint, rows)
+                rows
             }
-            Db::Postgres(pool) => (
-                sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = $1")
-                    .bind(view)
-                    .fetch_optional(pool)
-                    .await?,
-                sqlx::query_as::<_, (String, String)>(
-                    "SELECT key, value FROM view_rows WHERE view = $1",
-                )
-                .bind(view)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .collect(),
-            ),
+            Db::Postgres(pool) => sqlx::query_as::<_, (String, String)>(
+                "SELECT key, value FROM view_rows WHERE view = $1",
+            )
+            .bind(view)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect(),
         };
-        Ok(ViewSnapshot {
-            checkpoint: checkpoint.unwrap_or(0) as u64,
-            rows,
-        })
+        Ok(ViewSnapshot { checkpoint, rows })
     }
 
     /// The position `view` has folded (0 if never projected), without its rows.
     pub async fn view_checkpoint(&self, view: &str) -> Result<u64, StoreError> {
-        let checkpoint: Option<i64> = match &self.db {
-            Db::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = ?")
-                    .bind(view)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Db::Postgres(pool) => {
-                sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = $1")
-                    .bind(view)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let checkpoint: Option<i64> = either_pool!(&self.db, |pool| {
+            sqlx::query_scalar("SELECT position FROM view_checkpoints WHERE view = $1")
+                .bind(view)
+                .fetch_optional(pool)
+                .await?
+        });
         Ok(checkpoint.unwrap_or(0) as u64)
     }
 
@@ -172,55 +151,31 @@ impl Store {
         to: u64,
         change: &ViewChange,
     ) -> Result<bool, StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let moved = if from == 0 {
-                    sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES (?, ?) ON CONFLICT (view) DO UPDATE SET position = excluded.position WHERE view_checkpoints.position = 0")
-                        .bind(view).bind(to as i64).execute(&mut *tx).await?.rows_affected()
-                } else {
-                    sqlx::query(
-                        "UPDATE view_checkpoints SET position = ? WHERE view = ? AND position = ?",
-                    )
-                    .bind(to as i64)
-                    .bind(view)
-                    .bind(from as i64)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                };
-                if moved != 1 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                sqlite_delete(&mut tx, view, &change.deletes).await?;
-                for rows in change.upserts.chunks(SQLITE_CHUNK) {
-                    let rows = rows
-                        .iter()
-                        .map(|(key, value)| (key.as_str(), value.as_str()));
-                    sqlite_write(&mut tx, view, rows, UPSERT).await?;
-                }
-                tx.commit().await?;
-                self.wrote(bytes(&change.upserts));
+        either_pool!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let moved = if from == 0 {
+                sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position WHERE view_checkpoints.position = 0")
+                    .bind(view).bind(to as i64).execute(&mut *tx).await?.rows_affected()
+            } else {
+                sqlx::query(
+                    "UPDATE view_checkpoints SET position = $1 WHERE view = $2 AND position = $3",
+                )
+                .bind(to as i64)
+                .bind(view)
+                .bind(from as i64)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+            };
+            if moved != 1 {
+                tx.rollback().await?;
+                return Ok(false);
             }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let moved = if from == 0 {
-                    sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position WHERE view_checkpoints.position = 0")
-                        .bind(view).bind(to as i64).execute(&mut *tx).await?.rows_affected()
-                } else {
-                    sqlx::query("UPDATE view_checkpoints SET position = $1 WHERE view = $2 AND position = $3")
-                        .bind(to as i64).bind(view).bind(from as i64).execute(&mut *tx).await?.rows_affected()
-                };
-                if moved != 1 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                postgres_delete(&mut tx, view, &change.deletes).await?;
-                postgres_upsert(&mut tx, view, &change.upserts).await?;
-                tx.commit().await?;
-            }
-        }
+            tx.write_change(view, change).await?;
+            tx.commit().await?;
+        });
+        // A no-op on PostgreSQL, which has no checkpointer.
+        self.wrote(bytes(&change.upserts));
         Ok(true)
     }
 
@@ -262,7 +217,7 @@ impl Store {
                         ViewRows::End { checkpoint } => break checkpoint,
                     }
                 };
-                sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES (?, ?) ON CONFLICT (view) DO UPDATE SET position = excluded.position")
+                sqlx::query(SET_CHECKPOINT)
                     .bind(view)
                     .bind(to as i64)
                     .execute(&mut *tx)
@@ -287,7 +242,7 @@ impl Store {
                 let rebuilt = postgres_start_rebuild(&mut tx, view, partition).await?;
                 let to = postgres_copy(&mut tx, rebuilt.table(), view, rows).await?;
                 postgres_finish_rebuild(&mut tx, view, &rebuilt).await?;
-                sqlx::query("INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position")
+                sqlx::query(SET_CHECKPOINT)
                     .bind(view)
                     .bind(to as i64)
                     .execute(&mut *tx)
@@ -300,32 +255,50 @@ impl Store {
 
     /// Forgets `view` entirely (rows and checkpoint), for a rebuild.
     pub async fn clear_view(&self, view: &str) -> Result<(), StoreError> {
-        match &self.db {
-            Db::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM view_rows WHERE view = ?")
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM view_checkpoints WHERE view = ?")
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-            }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM view_rows WHERE view = $1")
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM view_checkpoints WHERE view = $1")
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-            }
+        either_pool!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM view_rows WHERE view = $1")
+                .bind(view)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM view_checkpoints WHERE view = $1")
+                .bind(view)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+/// Sets a view's checkpoint, whatever it was (the end of a rebuild).
+const SET_CHECKPOINT: &str = "INSERT INTO view_checkpoints (view, position) VALUES ($1, $2) ON CONFLICT (view) DO UPDATE SET position = excluded.position";
+
+/// The rows of a [`ViewChange`], written in the transaction open on this
+/// connection: the one step of [`Store::save_view`] that each back end does
+/// its own way (SQLite: statements stepped directly, see `sqlite_raw`;
+/// PostgreSQL: arrays).
+trait WriteChange {
+    async fn write_change(&mut self, view: &str, change: &ViewChange) -> Result<(), StoreError>;
+}
+
+impl WriteChange for sqlx::SqliteConnection {
+    async fn write_change(&mut self, view: &str, change: &ViewChange) -> Result<(), StoreError> {
+        sqlite_delete(self, view, &change.deletes).await?;
+        for rows in change.upserts.chunks(SQLITE_CHUNK) {
+            let rows = rows
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str()));
+            sqlite_write(self, view, rows, UPSERT).await?;
         }
+        Ok(())
+    }
+}
+
+impl WriteChange for sqlx::PgConnection {
+    async fn write_change(&mut self, view: &str, change: &ViewChange) -> Result<(), StoreError> {
+        postgres_delete(self, view, &change.deletes).await?;
+        postgres_upsert(self, view, &change.upserts).await?;
         Ok(())
     }
 }

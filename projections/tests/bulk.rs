@@ -12,33 +12,8 @@ use dgm_events::*;
 use dgm_projections::projector::{as_of, catch_up, catch_up_all, rebuild, rebuild_all};
 use dgm_projections::*;
 
-fn manifest(name: &str) -> AgentManifest {
-    AgentManifest {
-        name: name.into(),
-        language: "python".into(),
-        description: String::new(),
-        run: vec!["python3".into()],
-        evolvable: vec!["*.py".into()],
-        protected: vec![],
-        suite: None,
-    }
-}
-
-fn created(agent: &str, version: &str, parent: Option<&str>) -> VersionCreated {
-    VersionCreated {
-        agent: agent.into(),
-        version: version.into(),
-        parent: parent.map(Into::into),
-        tree_hash: format!("h{version}"),
-        patch: format!("--- a\n+++ b\n@@ {version} @@\n"),
-        origin: if parent.is_some() {
-            Origin::Proposer
-        } else {
-            Origin::Seed
-        },
-        summary: format!("version {version}"),
-    }
-}
+mod common;
+use common::{created, manifest};
 
 fn trajectory(round: usize, i: usize) -> Event {
     let ok = !i.is_multiple_of(3);

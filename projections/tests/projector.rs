@@ -8,33 +8,8 @@ use dgm_events::*;
 use dgm_projections::projector::{as_of, catch_up, catch_up_all, rebuild_all};
 use dgm_projections::*;
 
-fn manifest() -> AgentManifest {
-    AgentManifest {
-        name: "a".into(),
-        language: "python".into(),
-        description: String::new(),
-        run: vec!["python3".into()],
-        evolvable: vec!["*.py".into()],
-        protected: vec![],
-        suite: None,
-    }
-}
-
-fn created(version: &str, parent: Option<&str>) -> VersionCreated {
-    VersionCreated {
-        agent: "a".into(),
-        version: version.into(),
-        parent: parent.map(Into::into),
-        tree_hash: format!("h{version}"),
-        patch: String::new(),
-        origin: if parent.is_some() {
-            Origin::Proposer
-        } else {
-            Origin::Seed
-        },
-        summary: String::new(),
-    }
-}
+mod common;
+use common::{created, manifest};
 
 fn trajectory(version: &str, task: &str, ok: bool) -> Event {
     TrajectoryRecorded {
@@ -67,25 +42,16 @@ fn trajectory(version: &str, task: &str, ok: bool) -> Event {
 /// position and live archive after the first promotion.
 async fn history(store: &Store) -> (u64, Rows) {
     let m = Metadata::new("test");
-    store
-        .agent(
-            "a",
-            AgentCommand::Register {
-                manifest: manifest(),
-                source: None,
-                seed: created("v0", None),
-            },
-            &m,
-        )
-        .await
-        .unwrap();
+    let agent = |command| store.agent("a", command, &m);
+    agent(AgentCommand::Register {
+        manifest: manifest("a"),
+        source: None,
+        seed: created("a", "v0", None),
+    })
+    .await
+    .unwrap();
     catch_up_all(store).await.unwrap();
-    store
-        .agent(
-            "a",
-            AgentCommand::CreateVersion(created("v1", Some("v0"))),
-            &m,
-        )
+    agent(AgentCommand::CreateVersion(created("a", "v1", Some("v0"))))
         .await
         .unwrap();
     let eval = |v: &str| -> Vec<Event> {
@@ -115,79 +81,49 @@ async fn history(store: &Store) -> (u64, Rows) {
         .append(StreamType::Evaluation, "e-v1", eval("v1"), &m)
         .await
         .unwrap();
-    store
-        .agent(
-            "a",
-            AgentCommand::RecordEvaluation(VersionEvaluated {
-                agent: "a".into(),
-                version: "v1".into(),
-                suite: "s".into(),
-                stage: 1,
-                split: "train".into(),
-                score: Some(0.5),
-                metrics: Default::default(),
-                evaluation_id: "e-v1".into(),
-            }),
-            &m,
-        )
-        .await
-        .unwrap();
-    store
-        .agent(
-            "a",
-            AgentCommand::Admit {
-                version: "v1".into(),
-                reason: "ok".into(),
-            },
-            &m,
-        )
-        .await
-        .unwrap();
-    store
-        .agent(
-            "a",
-            AgentCommand::Activate {
-                version: "v1".into(),
-                reason: "better".into(),
-            },
-            &m,
-        )
-        .await
-        .unwrap();
+    agent(AgentCommand::RecordEvaluation(VersionEvaluated {
+        agent: "a".into(),
+        version: "v1".into(),
+        suite: "s".into(),
+        stage: 1,
+        split: "train".into(),
+        score: Some(0.5),
+        metrics: Default::default(),
+        evaluation_id: "e-v1".into(),
+    }))
+    .await
+    .unwrap();
+    agent(AgentCommand::Admit {
+        version: "v1".into(),
+        reason: "ok".into(),
+    })
+    .await
+    .unwrap();
+    agent(AgentCommand::Activate {
+        version: "v1".into(),
+        reason: "better".into(),
+    })
+    .await
+    .unwrap();
     catch_up_all(store).await.unwrap();
     let mid = store.head().await.unwrap();
     let live_mid = catch_up::<Archive>(store).await.unwrap();
-    store
-        .agent(
-            "a",
-            AgentCommand::CreateVersion(created("v2", Some("v1"))),
-            &m,
-        )
+    agent(AgentCommand::CreateVersion(created("a", "v2", Some("v1"))))
         .await
         .unwrap();
-    store
-        .agent(
-            "a",
-            AgentCommand::Reject {
-                version: "v2".into(),
-                reason: "fails".into(),
-            },
-            &m,
-        )
-        .await
-        .unwrap();
-    store
-        .agent(
-            "a",
-            AgentCommand::Rollback {
-                to_version: "v0".into(),
-                to_event: None,
-                reason: "r".into(),
-            },
-            &m,
-        )
-        .await
-        .unwrap();
+    agent(AgentCommand::Reject {
+        version: "v2".into(),
+        reason: "fails".into(),
+    })
+    .await
+    .unwrap();
+    agent(AgentCommand::Rollback {
+        to_version: "v0".into(),
+        to_event: None,
+        reason: "r".into(),
+    })
+    .await
+    .unwrap();
     store
         .append(
             StreamType::Strategy,

@@ -19,4 +19,4 @@ pub use proposer::{
     Feedback, PastProposal, Proposal, ProposalRequest, ProposeError, Proposer, Recorded,
     StrategyNote,
 };
-pub use tree::{CodeTree, FilePolicy, glob_matches};
+pub use tree::{CodeTree, FilePolicy};

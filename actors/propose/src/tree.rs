@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use dgm_events::agent::glob_match;
 use serde::{Deserialize, Serialize};
 
 /// The full code of one version: relative path (with `/` separators) → file bytes.
@@ -87,7 +88,7 @@ impl From<BTreeMap<String, Vec<u8>>> for CodeTree {
 /// Which files a proposer may change: those matching an evolvable pattern and no protected one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilePolicy {
-    /// Glob patterns (`*.py`, `src/**/*.py`) or exact paths of files that may evolve.
+    /// Glob patterns (`*.py`, `src/**/*.py`; see [`glob_match`]) or exact paths of files that may evolve.
     pub evolvable: Vec<String>,
     /// Glob patterns or exact paths that must never change; they win over `evolvable`.
     pub protected: Vec<String>,
@@ -108,85 +109,20 @@ impl FilePolicy {
             && self
                 .evolvable
                 .iter()
-                .any(|pattern| glob_matches(pattern, path))
+                .any(|pattern| glob_match(pattern, path))
     }
 
     /// True when `path` matches a protected pattern.
     pub fn is_protected(&self, path: &str) -> bool {
         self.protected
             .iter()
-            .any(|pattern| glob_matches(pattern, path))
-    }
-}
-
-/// Matches a path against a glob pattern.
-///
-/// `*` matches within one path segment, `**` across segments, `?` one
-/// character. A pattern without `/` matches the file name in any directory
-/// (as in `.gitignore`), so `*.py` matches `a/b.py`; a pattern with `/` must
-/// match the whole relative path. A leading `./` on either side is ignored.
-pub fn glob_matches(pattern: &str, path: &str) -> bool {
-    let pattern = pattern.strip_prefix("./").unwrap_or(pattern);
-    let path = path.strip_prefix("./").unwrap_or(path);
-    if pattern.contains('/') {
-        wildcard_match(pattern.as_bytes(), path.as_bytes())
-    } else {
-        let file_name = path.rsplit('/').next().unwrap_or(path);
-        wildcard_match(pattern.as_bytes(), file_name.as_bytes())
-    }
-}
-
-fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.first() {
-        None => text.is_empty(),
-        Some(b'*') if pattern.get(1) == Some(&b'*') => {
-            // `**/` may match zero directories.
-            let rest = &pattern[2..];
-            let rest_after_slash = rest.strip_prefix(b"/").unwrap_or(rest);
-            if wildcard_match(rest_after_slash, text) {
-                return true;
-            }
-            (0..=text.len()).any(|skip| wildcard_match(rest, &text[skip..]))
-        }
-        Some(b'*') => {
-            let rest = &pattern[1..];
-            let mut skip = 0;
-            loop {
-                if wildcard_match(rest, &text[skip..]) {
-                    return true;
-                }
-                if skip >= text.len() || text[skip] == b'/' {
-                    return false;
-                }
-                skip += 1;
-            }
-        }
-        Some(b'?') => {
-            !text.is_empty() && text[0] != b'/' && wildcard_match(&pattern[1..], &text[1..])
-        }
-        Some(&literal) => {
-            text.first() == Some(&literal) && wildcard_match(&pattern[1..], &text[1..])
-        }
+            .any(|pattern| glob_match(pattern, path))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob_patterns_match_like_gitignore() {
-        assert!(glob_matches("*.py", "priority.py"));
-        assert!(glob_matches("*.py", "pkg/priority.py"));
-        assert!(!glob_matches("*.py", "priority.pyc"));
-        assert!(glob_matches("src/*.py", "src/a.py"));
-        assert!(!glob_matches("src/*.py", "src/sub/a.py"));
-        assert!(glob_matches("src/**/*.py", "src/a.py"));
-        assert!(glob_matches("src/**/*.py", "src/sub/deep/a.py"));
-        assert!(glob_matches("priority.py", "./priority.py"));
-        assert!(glob_matches("a?.py", "ab.py"));
-        assert!(!glob_matches("a/b.py", "c/a/b.py"));
-    }
 
     #[test]
     fn protected_wins_over_evolvable() {
